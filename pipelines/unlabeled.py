@@ -1,0 +1,83 @@
+"""The unlabeled pipeline: native files -> pairs -> cleaning -> sharded Parquet, rejects and report."""
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from cmtp.pipelines.config import LoadedConfig
+from cmtp.schemas import PAIR_SCHEMA, REJECT_SCHEMA
+from cmtp.transforms.exact_dedup import ExactDedup
+from cmtp.transforms.extract import ExtractPairs
+from cmtp.transforms.filters import CjkRatioRule, GeneralFilter, LengthRule
+from cmtp.transforms.io import WriteParquetShards
+from cmtp.transforms.near_dedup import NearDedup
+from cmtp.transforms.normalize import NormalizePairs
+from cmtp.transforms.read import ReadSource
+from cmtp.transforms.report import WriteReport
+from cmtp.transforms.scoring import SemanticFilter
+from cmtp.transforms.sources import REGISTRY
+from cmtp.transforms.survivor import SurvivorOrder
+
+
+def general_rules(loaded: LoadedConfig) -> list:
+    limits = loaded.config.filters
+    return [
+        LengthRule("query", limits.query.min_chars, limits.query.max_chars),
+        LengthRule("passage", limits.passage.min_chars, limits.passage.max_chars),
+        CjkRatioRule("query", limits.query.min_cjk_ratio),
+        CjkRatioRule("passage", limits.passage.min_cjk_ratio),
+    ]
+
+
+def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
+    """Add the unlabeled data flow to `pipeline`, writing under `out_dir`."""
+    config = loaded.config
+    rejects, stats, records = [], [], []
+    for source in config.sources:
+        read = pipeline | f"Read {source.name}" >> ReadSource(REGISTRY[source.name](), loaded.files[source.name])
+        records.append(read.records)
+        rejects.append(read.rejects)
+        stats.append(read.stats)
+    records = records | "AllRecords" >> beam.Flatten()
+    extracted = records | "Extract" >> ExtractPairs()
+    rejects.append(extracted.rejects)
+    stats.append(extracted.stats)
+
+    pairs = extracted.pairs | "Normalize" >> NormalizePairs()
+    filtered = pairs | "GeneralFilter" >> GeneralFilter(general_rules(loaded))
+    pairs = filtered.pairs
+    rejects.append(filtered.rejects)
+
+    order = SurvivorOrder(config.priorities)
+    if config.dedup.exact:
+        exact = pairs | "ExactDedup" >> ExactDedup(order)
+        pairs = exact.pairs
+        rejects.append(exact.rejects)
+    near_config = config.dedup.near
+    if near_config.enabled:
+        near = pairs | "NearDedup" >> NearDedup(order, near_config.ngram, near_config.num_perm,
+                                                near_config.threshold, near_config.seed, near_config.scope)
+        pairs = near.pairs
+        rejects.append(near.rejects)
+    scoring = config.scoring
+    if scoring.enabled:
+        scored = pairs | "SemanticFilter" >> SemanticFilter(scoring.backend, scoring.threshold, scoring.min_batch_size,
+                                                            scoring.max_batch_size, scoring.slice_size, scoring.threads)
+        pairs = scored.pairs
+        rejects.append(scored.rejects)
+
+    rejects = rejects | "AllRejects" >> beam.Flatten()
+    pairs | "WritePairs" >> WriteParquetShards(FileSystems.join(out_dir, "data"), PAIR_SCHEMA)
+    rejects | "WriteRejects" >> WriteParquetShards(FileSystems.join(out_dir, "rejects"), REJECT_SCHEMA)
+    header = {
+        "pipeline": "unlabeled",
+        "config": loaded.path,
+        "files": {name: len(files) for name, files in sorted(loaded.files.items())},
+        "scorer": {"backend": scoring.backend, "threshold": scoring.threshold} if scoring.enabled else None,
+        "near_dedup": {"threshold": near_config.threshold, "num_perm": near_config.num_perm,
+                       "bands_rows": list(near_config.bands_rows), "ngram": near_config.ngram}
+        if near_config.enabled else None,
+    }
+    streams = {"stats": stats | "AllStats" >> beam.Flatten(), "records": records, "pairs": extracted.pairs,
+               "kept": pairs, "rejects": rejects}
+    streams | "Report" >> WriteReport(FileSystems.join(out_dir, "report.json"), header)

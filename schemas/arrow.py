@@ -1,0 +1,27 @@
+"""Derive a pyarrow schema from a NamedTuple record type, so each record is defined once."""
+from __future__ import annotations
+
+import typing
+from typing import NamedTuple, Optional, Union
+
+import pyarrow as pa
+
+_ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
+
+
+def _field(name: str, annotation: object) -> pa.Field:
+    nullable = False
+    if typing.get_origin(annotation) is Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        nullable = len(args) < len(typing.get_args(annotation))
+        (annotation,) = args
+    return pa.field(name, _ARROW[annotation], nullable=nullable)
+
+
+def arrow_schema(record_type: type[NamedTuple]) -> pa.Schema:
+    """The pyarrow schema whose columns are the record's fields, in order, with their nullability."""
+    hints = typing.get_type_hints(record_type)
+    return pa.schema([_field(name, hints[name]) for name in record_type._fields])
+
+
+__all__ = ["arrow_schema", "Optional"]

@@ -1,0 +1,27 @@
+"""The reject record: an input record or a pair that did not make it, with the stage and reason."""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import apache_beam as beam
+
+from cmtp.schemas.arrow import arrow_schema
+
+
+class Reject(NamedTuple):
+    id: str  # the pair's id, or for an unreadable record a hash of its location
+    source: str
+    stage: str  # read, extract, filter, dedup, semantic
+    reason: str  # machine-readable, e.g. invalid_json, empty_query, near_duplicate
+    detail: str  # human-readable specifics: the parser message, the measured value, the survivor's id
+    file: str
+    position: str
+    kind: Optional[str] = None
+    query: Optional[str] = None  # the text involved, once there is a pair
+    passage: Optional[str] = None
+    text: Optional[str] = None  # the raw snippet, for records that did not parse
+    score: Optional[float] = None
+
+
+REJECT_SCHEMA = arrow_schema(Reject)
+beam.coders.registry.register_coder(Reject, beam.coders.RowCoder)

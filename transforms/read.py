@@ -1,0 +1,80 @@
+"""Read a source's files into records; what cannot be read becomes a located reject (stage `read`)."""
+from __future__ import annotations
+
+import gzip
+import zlib
+from typing import Iterator, Union
+
+import apache_beam as beam
+import zstandard
+from apache_beam.metrics import Metrics
+
+from cmtp.schemas import Reject, pair_id
+from cmtp.transforms.io import open_binary
+from cmtp.transforms.report import STATS, stat
+from cmtp.transforms.sources import Source, SourceRecord
+from cmtp.transforms.sources.layouts import LayoutError, Parsed
+
+REJECTS = "rejects"
+
+
+def read_reject(source: str, path: str, position: str, reason: str, detail: str, text: str | None = None) -> Reject:
+    return Reject(id=pair_id(source, "read", path, position), source=source, stage="read", reason=reason,
+                  detail=detail, file=path, position=position, text=text)
+
+
+class _ReadFile(beam.DoFn):
+    def __init__(self, source: Source):
+        self._source = source
+        self._records = Metrics.counter("read", f"{source.name}.records")
+        self._rejects = Metrics.counter("read", f"{source.name}.rejects")
+
+    def process(self, path: str) -> Iterator[Union[SourceRecord, beam.pvalue.TaggedOutput]]:
+        seen = 0
+        for output in self._read(path):
+            seen += 1
+            yield output
+        yield stat(self._source.name, "records_read", seen)
+
+    def _read(self, path: str) -> Iterator[Union[SourceRecord, beam.pvalue.TaggedOutput]]:
+        name = self._source.name
+        try:
+            with open_binary(path) as stream:
+                for item in self._source.parse(path, stream):
+                    if isinstance(item, Parsed):
+                        self._records.inc()
+                        yield SourceRecord(name, path, item.position, item.value)
+                    else:
+                        self._rejects.inc()
+                        yield beam.pvalue.TaggedOutput(
+                            REJECTS, read_reject(name, path, item.position, item.reason, item.detail, item.text))
+        except LayoutError as error:
+            yield beam.pvalue.TaggedOutput(REJECTS, read_reject(
+                name, path, "file", "unexpected_layout", f"{error}; {name} expects {self._source.expected_layout}"))
+        except UnicodeDecodeError as error:
+            yield beam.pvalue.TaggedOutput(REJECTS, read_reject(
+                name, path, "file", "undecodable", f"bytes are neither UTF-8 nor GB18030 ({error.reason})"))
+        except (OSError, EOFError, zlib.error, zstandard.ZstdError, gzip.BadGzipFile) as error:
+            yield beam.pvalue.TaggedOutput(REJECTS, read_reject(
+                name, path, "file", "unreadable", f"{type(error).__name__}: {error}"))
+
+
+class ReadSource(beam.PTransform):
+    """Files of one source -> records (main output), read rejects (`rejects`) and the reader's counts (`stats`).
+
+    The file list is fixed at construction, so a missing input is refused before the pipeline
+    starts; a reshuffle spreads files over workers instead of fusing them all behind one.
+    """
+
+    def __init__(self, source: Source, paths: list[str]):
+        super().__init__()
+        self._source = source
+        self._paths = paths
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "Files" >> beam.Create(self._paths)
+            | "Spread" >> beam.Reshuffle()
+            | "Parse" >> beam.ParDo(_ReadFile(self._source)).with_outputs(REJECTS, STATS, main="records")
+        )
