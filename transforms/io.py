@@ -44,14 +44,13 @@ def logical_name(path: str) -> str:
 
 
 def sniff_encoding(head: bytes) -> str:
-    """utf-8-sig for a BOM, utf-8 when the head decodes as UTF-8, else gb18030 (older Chinese dumps)."""
+    """utf-8-sig for a BOM; utf-8 when the head is UTF-8 but for a few bad bytes (those lines are rejected
+    later, one by one); gb18030 (older Chinese dumps) when most of it is not UTF-8."""
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-        return "utf-8"
-    except UnicodeDecodeError:
-        return "gb18030"
+    decoded = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(head, final=False)
+    bad = decoded.count("\ufffd")
+    return "utf-8" if bad <= 0.01 * max(len(decoded), 1) else "gb18030"
 
 
 class Line(NamedTuple):

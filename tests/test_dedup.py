@@ -1,0 +1,76 @@
+"""Exact and MinHash near-duplicate removal: who survives, who is dropped, and that it never depends on order."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from cmtp.schemas import Pair, pair_id
+from cmtp.transforms.exact_dedup import ExactDedup
+from cmtp.transforms.near_dedup import MinHasher, NearDedup, lsh_shape, shingles
+from cmtp.transforms.survivor import SurvivorOrder
+
+from beam_helpers import run_transform
+
+BASE = ("锂离子电池的能量密度在过去十年间提升了约一倍，主要得益于正极材料的改进和电池结构的优化。"
+        "研究人员通过提高镍含量、引入单晶颗粒以及改进电解液配方，使电芯在循环寿命和安全性之间取得了更好的平衡。")
+NEAR = BASE.replace("一倍", "两倍")  # Jaccard of 5-grams ~0.9
+OTHER = "大熊猫是中国特有的物种，主要栖息在四川、陕西和甘肃的山区，以竹子为主要食物，被誉为国宝。" * 2
+
+
+def make_pair(query: str, passage: str, source: str = "wudao", position: str = "record 0") -> Pair:
+    return Pair(pair_id(source, "title_body", query, passage), query, passage, source, "title_body", "f.json",
+                position)
+
+
+def test_lsh_shape_is_derived_from_threshold_and_permutations():
+    bands, rows = lsh_shape(0.8, 128)
+    assert bands * rows <= 128
+    assert (bands, rows) != lsh_shape(0.5, 128)
+
+
+def test_texts_shorter_than_n_are_one_shingle_and_match_only_themselves():
+    assert shingles("你好", 5) == {"你好"}
+    hasher = MinHasher(5, 128, 0.8, 1)
+    assert (hasher.signature("你好") == hasher.signature("你 好")).all()
+    assert (hasher.signature("你好") != hasher.signature("您好")).mean() > 0.9
+
+
+def test_exact_dedup_keeps_one_copy_and_names_the_survivor():
+    a = make_pair("电池", BASE, position="record 1")
+    b = make_pair("电池", BASE, position="record 7")
+    c = make_pair("熊猫", OTHER)
+    out = run_transform(ExactDedup(SurvivorOrder({})), [b, c, a])
+    assert sorted(p.position for p in out["pairs"]) == ["record 0", "record 1"]
+    (reject,) = out["rejects"]
+    assert (reject.reason, reject.position) == ("exact_duplicate", "record 7")
+    assert a.id in reject.detail and "record 1" in reject.detail
+
+
+def test_near_dedup_drops_the_near_copy_and_keeps_unrelated_text():
+    original, edited, other = make_pair("电池进展", BASE), make_pair("电池新闻", NEAR), make_pair("熊猫", OTHER)
+    out = run_transform(NearDedup(SurvivorOrder({}), 5, 128, 0.8, 1), [original, edited, other])
+    kept = {p.id for p in out["pairs"]}
+    assert other.id in kept and len(kept) == 2
+    (reject,) = out["rejects"]
+    assert reject.reason == "near_duplicate" and reject.stage == "dedup"
+    survivor = (kept - {other.id}).pop()
+    assert survivor in reject.detail and reject.id != survivor
+
+
+def test_near_dedup_prefers_the_higher_priority_source():
+    low, high = make_pair("电池", BASE, source="wudao"), make_pair("电池", NEAR, source="csl")
+    out = run_transform(NearDedup(SurvivorOrder({"csl": 5}), 5, 128, 0.8, 1), [low, high])
+    assert [p.source for p in out["pairs"]] == ["csl"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_survivors_do_not_depend_on_input_order(seed):
+    pairs = [make_pair(f"标题{i}", text, position=f"record {i}") for i, text in
+             enumerate([BASE, NEAR, OTHER, BASE + "补充一句。", OTHER.replace("国宝", "活化石")])]
+    shuffled = pairs[:]
+    random.Random(seed).shuffle(shuffled)
+    first = run_transform(NearDedup(SurvivorOrder({}), 5, 128, 0.8, 1), pairs)
+    again = run_transform(NearDedup(SurvivorOrder({}), 5, 128, 0.8, 1), shuffled)
+    assert sorted(p.id for p in first["pairs"]) == sorted(p.id for p in again["pairs"])
+    assert sorted(r.detail for r in first["rejects"]) == sorted(r.detail for r in again["rejects"])
