@@ -72,7 +72,9 @@ class _ScoreBatch(beam.DoFn):
     def process(self, batch: list[Pair]):
         scores = cosine_scores(self._embedder, [p.query for p in batch], [p.passage for p in batch], self._slice_size)
         for pair, score in zip(batch, scores):
-            score = round(float(score), 5)  # stable across batchings: BLAS may differ in the last float bits
+            # Float32 BLAS results depend on the batch's shapes: the same pair in another batch may differ
+            # by ~1e-7, so a decision can only flip for a pair that close to the threshold.
+            score = float(score)
             scored = pair._replace(score=score, scorer=self._embedder.name)
             if score >= self._threshold:
                 yield scored

@@ -1,0 +1,34 @@
+"""`cmtp run`: refusals happen before the pipeline starts, with one line and exit status 2."""
+from __future__ import annotations
+
+from cmtp.pipelines.cli import main
+
+from conftest import REPO, write_config
+
+
+def test_multi_threading_mode_is_refused(tmp_path, capsys):
+    code = main(["run", str(REPO / "configs" / "sample.yaml"), "--out", str(tmp_path / "o"),
+                 "--direct_running_mode=multi_threading"])
+    assert code == 2
+    assert "multi_threading is refused: it was seen to drop rows" in capsys.readouterr().err
+
+
+def test_config_error_exits_2_with_the_key(tmp_path, capsys):
+    config = write_config(tmp_path / "bad.yaml", {"nosuch": [REPO / "data" / "sample" / "csl" / "*"]})
+    assert main(["run", str(config), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cmtp: error: ") and "sources[0].name: unknown source 'nosuch'" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_earlier_run_is_not_overwritten_unless_asked(tmp_path, capsys):
+    out = tmp_path / "o"
+    (out / "data").mkdir(parents=True)
+    (out / "data" / "part-00000-of-00001.parquet").write_bytes(b"old")
+    config = str(REPO / "configs" / "sample.yaml")
+    assert main(["run", config, "--out", str(out)]) == 2
+    assert "already holds a run (data)" in capsys.readouterr().err
+    assert main(["run", config, "--out", str(out), "--overwrite"]) == 0
+    assert (out / "report.json").is_file()
+    assert not (out / "data" / "part-00000-of-00001.parquet").exists() or \
+        (out / "data" / "part-00000-of-00001.parquet").read_bytes() != b"old"

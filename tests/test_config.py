@@ -1,0 +1,70 @@
+"""Config validation: every mistake is refused before the pipeline starts, in one line naming the key."""
+from __future__ import annotations
+
+import pytest
+
+from cmtp.pipelines.config import ConfigError, load_config, resolved_yaml
+
+from conftest import SAMPLE, write_config
+
+GOOD = {"wudao": [SAMPLE / "wudao" / "*"]}
+
+
+def refused(tmp_path, text: str) -> str:
+    path = tmp_path / "run.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_config(str(path))
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith(str(path))
+    return message
+
+
+def test_good_config_resolves_globs_to_sorted_files(tmp_path):
+    loaded = load_config(str(write_config(tmp_path / "run.yaml", GOOD)))
+    assert [f.rsplit("/", 1)[1] for f in loaded.files["wudao"]] == ["wudao_part0.json", "wudao_records.json.gz"]
+    assert loaded.config.dedup.near.bands_rows == (14, 9)
+    assert "wudao_part0.json" in resolved_yaml(loaded)
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path):
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "inputs" / "a.tsv").write_text("标题\t摘要\tk\td\tc\n", encoding="utf-8")
+    loaded = load_config(str(write_config(tmp_path / "run.yaml", {"csl": ["inputs/*.tsv"]})))
+    assert loaded.files["csl"] == [str(tmp_path / "inputs" / "a.tsv")]
+
+
+def test_unknown_key_is_named(tmp_path):
+    text = write_config(tmp_path / "x.yaml", GOOD).read_text() + "filters:\n  query: {min_chars: 2, max_chars: 9, min_cjk_ratio: 0.3, max_cjk: 1}\n"
+    assert refused(tmp_path, text).endswith("filters.query.max_cjk: unknown key")
+
+
+def test_wrong_type_is_named(tmp_path):
+    text = write_config(tmp_path / "x.yaml", GOOD).read_text().replace("threshold: 0.2", "threshold: high")
+    assert "scoring.threshold: Input should be a valid number" in refused(tmp_path, text)
+
+
+def test_unknown_source_lists_the_known_ones(tmp_path):
+    text = write_config(tmp_path / "x.yaml", {"wudoa": [SAMPLE / "wudao" / "*"]}).read_text()
+    assert refused(tmp_path, text).endswith("sources[0].name: unknown source 'wudoa'; known sources: cmrc2018, csl, wudao")
+
+
+def test_missing_input_path_is_named(tmp_path):
+    text = write_config(tmp_path / "x.yaml", {"csl": [tmp_path / "nowhere" / "*.tsv"]}).read_text()
+    assert "sources[0].paths[0]: no file matches" in refused(tmp_path, text)
+
+
+def test_missing_required_section_and_bad_yaml(tmp_path):
+    assert refused(tmp_path, "pipeline: unlabeled\nsources: []\n").endswith("sources: List should have at least 1 item after validation, not 0 (and 1 more)")
+    assert "not valid YAML" in refused(tmp_path, "pipeline: [unlabeled\n")
+
+
+def test_a_source_listed_twice_is_refused(tmp_path):
+    text = write_config(tmp_path / "x.yaml", GOOD).read_text().replace(
+        "sources:\n", f"sources:\n  - name: wudao\n    paths: ['{SAMPLE}/wudao/*']\n", 1)
+    assert "is listed twice" in refused(tmp_path, text)
+
+
+def test_min_above_max_is_refused(tmp_path):
+    text = write_config(tmp_path / "x.yaml", GOOD).read_text() + "filters:\n  passage: {min_chars: 50, max_chars: 10, min_cjk_ratio: 0.3}\n"
+    assert refused(tmp_path, text).endswith("filters.passage: min_chars 50 > max_chars 10")
