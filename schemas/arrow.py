@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import typing
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Union
 
 import pyarrow as pa
 
@@ -22,6 +22,3 @@ def arrow_schema(record_type: type[NamedTuple]) -> pa.Schema:
     """The pyarrow schema whose columns are the record's fields, in order, with their nullability."""
     hints = typing.get_type_hints(record_type)
     return pa.schema([_field(name, hints[name]) for name in record_type._fields])
-
-
-__all__ = ["arrow_schema", "Optional"]
