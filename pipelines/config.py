@@ -28,17 +28,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+def _one_of(value: str, known: dict, what: str) -> str:
+    if value not in known:
+        raise ValueError(f"unknown {what} {value!r}; known: {', '.join(sorted(known))}")
+    return value
+
+
 class SourceConfig(_Strict):
     name: str
     paths: list[str] = Field(min_length=1)
     priority: int = 0  # higher wins when duplicates from different sources meet
 
-    @field_validator("name")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        if name not in REGISTRY:
-            raise ValueError(f"unknown source {name!r}; known sources: {', '.join(sorted(REGISTRY))}")
-        return name
+    _registered = field_validator("name")(lambda name: _one_of(name, REGISTRY, "source"))
 
 
 class SideLimits(_Strict):
@@ -86,12 +87,7 @@ class ScoringConfig(_Strict):
     slice_size: int = Field(default=64, ge=1)
     threads: int = Field(default=1, ge=1)
 
-    @field_validator("backend")
-    @classmethod
-    def _known(cls, backend: str) -> str:
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown scoring backend {backend!r}; known: {', '.join(sorted(BACKENDS))}")
-        return backend
+    _registered = field_validator("backend")(lambda backend: _one_of(backend, BACKENDS, "scoring backend"))
 
 
 class RunConfig(_Strict):
