@@ -15,6 +15,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from cmtp.pipelines import unlabeled
 from cmtp.pipelines.config import ConfigError, LoadedConfig, load_config, resolved_yaml
+from cmtp.transforms.read import check_layout
 
 BUILDERS = {"unlabeled": unlabeled.build}
 OUTPUTS = ("data", "rejects", "report.json", "config.yaml")
@@ -49,6 +50,17 @@ def prepare_out_dir(out_dir: str, overwrite: bool) -> None:
     os.makedirs(out_dir, exist_ok=True)
 
 
+def check_layouts(loaded: LoadedConfig) -> None:
+    """Refuse, before anything runs, an input file that is not in a layout its source reads."""
+    for source_config in loaded.config.sources:
+        source = source_config.build()
+        for path in loaded.files[source.name]:
+            problem = check_layout(source, path)
+            if problem:
+                raise UsageError(f"{path}: not a {source.name} file: {problem}; {source.name} reads "
+                                 f"{source.expected_layout}")
+
+
 def run(loaded: LoadedConfig, out_dir: str, beam_args: Sequence[str]) -> dict:
     """Build and run the config's pipeline into out_dir; returns the report (None where the runner is remote)."""
     options, runner = runner_options(beam_args)
@@ -81,6 +93,7 @@ def summary(report: dict) -> str:
 
 def _run_command(args: argparse.Namespace, beam_args: list[str]) -> int:
     loaded = load_config(args.config)
+    check_layouts(loaded)
     out_dir = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.config))[0])
     if FileSystems.get_scheme(out_dir) is None:
         prepare_out_dir(out_dir, args.overwrite)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Optional
 
 import yaml
 from apache_beam.io.filesystems import FileSystems
@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cmtp.transforms.io import expand_paths
 from cmtp.transforms.near_dedup import lsh_shape
 from cmtp.transforms.scoring import BACKENDS
-from cmtp.transforms.sources import REGISTRY
+from cmtp.transforms.sources import REGISTRY, Source, SourceSettings
 
 
 class ConfigError(ValueError):
@@ -38,8 +38,26 @@ class SourceConfig(_Strict):
     name: str
     paths: list[str] = Field(min_length=1)
     priority: int = 0  # higher wins when duplicates from different sources meet
+    kinds: Optional[list[str]] = Field(default=None, min_length=1)  # default: every kind the source gives
+    max_pairs_per_record: Optional[int] = Field(default=None, ge=1)
+    fields: dict[str, str] = {}  # the source's field name -> the name in your files
+    options: dict[str, Any] = {}  # the source's own options (docs/sources.md)
 
     _registered = field_validator("name")(lambda name: _one_of(name, REGISTRY, "source"))
+
+    @model_validator(mode="after")
+    def _buildable(self) -> "SourceConfig":
+        try:
+            self.build()
+        except ValidationError as error:
+            raise ValueError("options." + _one_line(error)) from None
+        return self
+
+    def build(self) -> Source:
+        """The configured source (raises ValueError for a kind, field or option it does not have)."""
+        return REGISTRY[self.name](SourceSettings(
+            kinds=tuple(self.kinds) if self.kinds else None, max_pairs_per_record=self.max_pairs_per_record,
+            fields=dict(self.fields), options=dict(self.options)))
 
 
 class SideLimits(_Strict):
@@ -122,7 +140,10 @@ def _one_line(error: ValidationError) -> str:
     first = error.errors()[0]
     message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return f"{_location(first['loc'])}: {message}{more}"
+    where = _location(first["loc"])
+    if message.startswith(("options.", "kinds:", "fields:")):  # raised by a source for its own settings
+        return f"{where}.{message}{more}" if first["loc"] else f"{message}{more}"
+    return f"{where}: {message}{more}"
 
 
 @dataclass(frozen=True)

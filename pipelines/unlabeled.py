@@ -15,7 +15,7 @@ from cmtp.transforms.normalize import NormalizePairs
 from cmtp.transforms.read import ReadSource
 from cmtp.transforms.report import WriteReport
 from cmtp.transforms.scoring import SemanticFilter
-from cmtp.transforms.sources import REGISTRY
+from cmtp.transforms.similar_queries import DeriveSimilarQuestions
 from cmtp.transforms.survivor import SurvivorOrder
 
 
@@ -32,18 +32,26 @@ def general_rules(loaded: LoadedConfig) -> list:
 def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
     """Add the unlabeled data flow to `pipeline`, writing under `out_dir`."""
     config = loaded.config
+    sources = {source.name: source.build() for source in config.sources}
     rejects, stats, records = [], [], []
-    for source in config.sources:
-        read = pipeline | f"Read {source.name}" >> ReadSource(REGISTRY[source.name](), loaded.files[source.name])
+    for name, source in sources.items():
+        read = pipeline | f"Read {name}" >> ReadSource(source, loaded.files[name])
         records.append(read.records)
         rejects.append(read.rejects)
         stats.append(read.stats)
     records = records | "AllRecords" >> beam.Flatten()
-    extracted = records | "Extract" >> ExtractPairs()
+    extracted = records | "Extract" >> ExtractPairs(sources)
     rejects.append(extracted.rejects)
     stats.append(extracted.stats)
 
     pairs = extracted.pairs | "Normalize" >> NormalizePairs()
+    similar_groups = {name: source.options.max_similar_group for name, source in sources.items()
+                      if "similar_question" in source.enabled}
+    if similar_groups:
+        similar = pairs | "SimilarQuestions" >> DeriveSimilarQuestions(similar_groups)
+        stats.append(similar.stats)
+        pairs = (pairs, similar.pairs) | "WithSimilar" >> beam.Flatten()
+    extracted_pairs = pairs
     filtered = pairs | "GeneralFilter" >> GeneralFilter(general_rules(loaded))
     pairs = filtered.pairs
     rejects.append(filtered.rejects)
@@ -78,6 +86,6 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
                        "bands_rows": list(near_config.bands_rows), "ngram": near_config.ngram}
         if near_config.enabled else None,
     }
-    streams = {"stats": stats | "AllStats" >> beam.Flatten(), "records": records, "pairs": extracted.pairs,
+    streams = {"stats": stats | "AllStats" >> beam.Flatten(), "records": records, "pairs": extracted_pairs,
                "kept": pairs, "rejects": rejects}
     streams | "Report" >> WriteReport(FileSystems.join(out_dir, "report.json"), header)

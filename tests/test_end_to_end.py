@@ -105,7 +105,6 @@ def test_sample_config_shows_every_reject_path(tmp_path):
         ("wudao_part0.json", "record 13", "below_threshold"),
         ("wudao_part0.json", "record 14", "passage_too_short"),
         ("csl_sample.tsv", "line 5", "wrong_column_count"),
-        ("csl_sample.tsv", "line 9", "empty_title"),
         ("csl_sample.tsv", "line 13", "passage_low_cjk_ratio"),
         ("csl_sample.tsv", "line 2", "near_duplicate"),  # line 17 survives: equal length, smaller id
         ("csl_sample.tsv", "line 21", "below_threshold"),

@@ -43,8 +43,8 @@ def test_file_in_another_layout_names_what_the_source_expects(tmp_path):
 def test_extract_rejects_records_without_a_pair_and_counts_what_it_made():
     records = [SourceRecord("wudao", "f.json", "record 0", {"title": "标题", "content": "正文内容"}),
                SourceRecord("wudao", "f.json", "record 1", {"title": "", "content": "正文内容"}),
-               SourceRecord("wudao", "f.json", "record 2", {"title": "标题", "content": 3})]
-    out = run_transform(ExtractPairs(), records, ("pairs", "rejects", "stats"))
+               SourceRecord("wudao", "f.json", "record 2", {"title": "标题", "content": ["正文"]})]
+    out = run_transform(ExtractPairs({"wudao": REGISTRY["wudao"]()}), records, ("pairs", "rejects", "stats"))
     assert [p.position for p in out["pairs"]] == ["record 0"]
     assert sorted((r.position, r.reason) for r in out["rejects"]) == [("record 1", "empty_title"),
                                                                         ("record 2", "wrong_type")]

@@ -1,28 +1,25 @@
 """Records -> (query, passage) pairs by each source's extractor; a record with no pair is a reject (stage `extract`)."""
 from __future__ import annotations
 
+from typing import Mapping
+
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from cmtp.schemas import Reject, pair_id
 from cmtp.transforms.report import STATS, stat
-from cmtp.transforms.sources import REGISTRY, ExtractError, SourceRecord
+from cmtp.transforms.sources import ExtractError, Source, SourceRecord
 
 REJECTS = "rejects"
 
 
 class _Extract(beam.DoFn):
-    def __init__(self):
-        self._sources = {}
-
-    def setup(self):
-        self._sources = {name: cls() for name, cls in REGISTRY.items()}
+    def __init__(self, sources: Mapping[str, Source]):
+        self._sources = dict(sources)
 
     def process(self, record: SourceRecord):
         try:
-            pairs = self._sources[record.source].extract(record)
-            if not pairs:
-                raise ExtractError("no_pair", "the record yields no pair")
+            pairs, capped = self._sources[record.source].extract_enabled(record)
         except ExtractError as error:
             Metrics.counter("extract", f"{record.source}.{error.reason}").inc()
             yield beam.pvalue.TaggedOutput(REJECTS, Reject(
@@ -33,11 +30,17 @@ class _Extract(beam.DoFn):
         Metrics.counter("extract", f"{record.source}.pairs").inc(len(pairs))
         yield stat(record.source, "records_with_pairs")
         yield stat(record.source, "pairs_made", len(pairs))
+        if capped:
+            yield stat(record.source, "pairs_capped", capped)
         yield from pairs
 
 
 class ExtractPairs(beam.PTransform):
-    """Records of any source -> pairs (main output), extract rejects (`rejects`) and its counts (`stats`)."""
+    """Records of the configured sources -> pairs (main output), extract rejects (`rejects`) and counts (`stats`)."""
+
+    def __init__(self, sources: Mapping[str, Source]):
+        super().__init__()
+        self._sources = sources
 
     def expand(self, records):
-        return records | beam.ParDo(_Extract()).with_outputs(REJECTS, STATS, main="pairs")
+        return records | beam.ParDo(_Extract(self._sources)).with_outputs(REJECTS, STATS, main="pairs")

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from typing import Iterator, Union
+from itertools import islice
+from typing import Iterator, Optional, Union
 
 import apache_beam as beam
 import zstandard
@@ -34,6 +35,10 @@ class _ReadFile(beam.DoFn):
         for output in self._read(path):
             seen += 1
             yield output
+        if seen == 0:  # say so: an empty input is often a failed download
+            seen = 1
+            yield beam.pvalue.TaggedOutput(REJECTS, read_reject(
+                self._source.name, path, "file", "no_records", "the file holds no records"))
         yield stat(self._source.name, "records_read", seen)
 
     def _read(self, path: str) -> Iterator[Union[SourceRecord, beam.pvalue.TaggedOutput]]:
@@ -54,9 +59,32 @@ class _ReadFile(beam.DoFn):
         except UnicodeDecodeError as error:
             yield beam.pvalue.TaggedOutput(REJECTS, read_reject(
                 name, path, "file", "undecodable", f"bytes are neither UTF-8 nor GB18030 ({error.reason})"))
-        except (OSError, EOFError, zlib.error, zstandard.ZstdError, gzip.BadGzipFile) as error:
+        except _UNREADABLE as error:
             yield beam.pvalue.TaggedOutput(REJECTS, read_reject(
                 name, path, "file", "unreadable", f"{type(error).__name__}: {error}"))
+
+
+_UNREADABLE = (OSError, EOFError, zlib.error, zstandard.ZstdError, gzip.BadGzipFile)
+
+
+def check_layout(source: Source, path: str, probe: int = 5) -> Optional[str]:
+    """Why the file is not in a layout the source reads, judged from its first records; None when it is.
+
+    Run for every input before the pipeline starts, so pointing a source at the wrong files is
+    refused at once rather than as a run of rejects. An empty file passes (it is a reject later).
+    """
+    try:
+        with open_binary(path) as stream:
+            items = list(islice(source.parse(path, stream), probe))
+    except LayoutError as error:
+        return str(error)
+    except UnicodeDecodeError as error:
+        return f"bytes are neither UTF-8 nor GB18030 ({error.reason})"
+    except _UNREADABLE as error:
+        return f"{type(error).__name__}: {error}"
+    if items and not any(isinstance(item, Parsed) for item in items):
+        return f"its first {len(items)} records do not parse ({items[0].position}: {items[0].detail})"
+    return None
 
 
 class ReadSource(beam.PTransform):

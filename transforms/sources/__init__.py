@@ -1,5 +1,17 @@
 """One reader + extractor per dataset, registered by the name configs use."""
-from cmtp.transforms.sources import cmrc2018, csl, wudao  # noqa: F401  (registration)
-from cmtp.transforms.sources.base import REGISTRY, ExtractError, Source, SourceRecord
+from cmtp.transforms.sources import (  # noqa: F401  (registration)
+    amazon_reviews,
+    baike,
+    cmrc2018,
+    csl,
+    dureader,
+    news,
+    wiki_atomic_edits,
+    wudao,
+    xlsum,
+    zhidao,
+    zhihu,
+)
+from cmtp.transforms.sources.base import REGISTRY, ExtractError, Source, SourceRecord, SourceSettings
 
-__all__ = ["REGISTRY", "ExtractError", "Source", "SourceRecord"]
+__all__ = ["REGISTRY", "ExtractError", "Source", "SourceRecord", "SourceSettings"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import IO, Any, Iterator
 
 from cmtp.schemas import Pair
-from cmtp.transforms.sources.base import ExtractError, Source, SourceRecord, register, text_field
+from cmtp.transforms.sources.base import ExtractError, Source, SourceRecord, register
 from cmtp.transforms.sources.layouts import Item, LayoutError, Parsed, Unparsed, load_json_document
 
 
@@ -16,6 +16,7 @@ from cmtp.transforms.sources.layouts import Item, LayoutError, Parsed, Unparsed,
 class Cmrc2018(Source):
     name = "cmrc2018"
     expected_layout = 'SQuAD JSON {"data": [{"paragraphs": [{"context", "qas"}]}]} or the original [{"context_text", "qas"}]'
+    kinds = ("question_passage",)
 
     def parse(self, path: str, stream: IO[bytes]) -> Iterator[Item]:
         document = load_json_document(stream)
@@ -53,8 +54,8 @@ class Cmrc2018(Source):
                                               "id": qa.get(id_key)})
 
     def extract(self, record: SourceRecord) -> list[Pair]:
-        question = text_field(record.fields, "question").strip()
-        context = text_field(record.fields, "context").strip()
+        question = self.text(record.fields, "question")
+        context = self.text(record.fields, "context")
         if not question:
             raise ExtractError("empty_question", "question text is empty")
         if not context:

@@ -5,11 +5,14 @@ detail, text)` for one it could not, so a reader turns the second into a located
 """
 from __future__ import annotations
 
+import csv
 import json
 import re
 from typing import IO, Any, Iterator, NamedTuple, Union
 
-from cmtp.transforms.io import Line, iter_lines, open_text
+import pyarrow.parquet as pq
+
+from cmtp.transforms.io import Line, iter_lines, open_text, sniff_encoding
 
 _WS = re.compile(r"\s*")
 _RECORDS_WRAPPER = re.compile(r'\s*\{\s*"RECORDS"\s*:\s*\[')
@@ -111,6 +114,19 @@ def iter_json_array(stream: IO[bytes]) -> Iterator[Item]:
             return
 
 
+def iter_json_records(stream: IO[bytes]) -> Iterator[Item]:
+    """JSON records in whichever of the two common layouts the file uses, told from its first line:
+    JSON lines (webtext2019zh's `.json` files are lines) or a JSON array / `{"RECORDS": [...]}`."""
+    head = stream.peek(1 << 16)[:1 << 16]
+    first_line = head.lstrip().split(b"\n", 1)[0].decode(sniff_encoding(head), "replace").lstrip("\ufeff")
+    try:
+        value = json.loads(first_line)
+        is_lines = isinstance(value, dict) and "RECORDS" not in value
+    except json.JSONDecodeError:
+        is_lines = False
+    return iter_json_lines(stream) if is_lines else iter_json_array(stream)
+
+
 def iter_json_lines(stream: IO[bytes]) -> Iterator[Item]:
     """One JSON value per line; blank lines are skipped, undecodable or malformed lines are `Unparsed`."""
     for line in iter_lines(stream):
@@ -131,6 +147,34 @@ def iter_tsv(stream: IO[bytes]) -> Iterator[Item]:
             yield _undecodable(line)
         elif line.text.strip():
             yield Parsed(f"line {line.number}", line.text.split("\t"))
+
+
+def iter_csv(stream: IO[bytes]) -> Iterator[Item]:
+    """CSV rows as dicts keyed by the header row; quoted fields may hold commas and newlines."""
+    reader = csv.reader(open_text(stream))
+    header = next(reader, None)
+    if header is None:
+        return
+    for index, row in enumerate(reader, start=1):
+        where = f"row {index} (line {reader.line_num})"
+        if len(row) != len(header):
+            yield Unparsed(where, "wrong_column_count", f"{len(row)} fields; the header has {len(header)}",
+                           ",".join(row)[:_SNIPPET])
+        elif any(row):
+            yield Parsed(where, dict(zip(header, row)))
+
+
+def iter_parquet(stream: IO[bytes]) -> Iterator[Item]:
+    """Parquet rows as dicts, a record batch at a time; a file that is not Parquet is a LayoutError."""
+    try:
+        table = pq.ParquetFile(stream)
+    except Exception as error:  # pyarrow raises ArrowInvalid (and friends) for a non-Parquet file
+        raise LayoutError(f"not a Parquet file ({error})") from error
+    index = 0
+    for batch in table.iter_batches(batch_size=4096):
+        for row in batch.to_pylist():
+            yield Parsed(f"row {index}", row)
+            index += 1
 
 
 def load_json_document(stream: IO[bytes]) -> Any:

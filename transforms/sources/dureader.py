@@ -1,0 +1,44 @@
+"""DuReader 2.0 as a QA source: JSON lines `{question_id, question, documents: [{title, paragraphs, is_selected,
+most_related_para}], ...}` -> (question, the most related paragraph of each selected document) `question_passage`."""
+from __future__ import annotations
+
+from typing import IO, Iterator
+
+from cmtp.schemas import Pair
+from cmtp.transforms.sources.base import ExtractError, Source, SourceRecord, register
+from cmtp.transforms.sources.layouts import Item, iter_json_records
+from cmtp.transforms.sources.records import only_objects
+
+
+@register
+class DuReader(Source):
+    name = "dureader"
+    expected_layout = "JSON lines of {question_id, question, documents: [{paragraphs, is_selected, most_related_para}]}"
+    kinds = ("question_passage",)
+
+    def parse(self, path: str, stream: IO[bytes]) -> Iterator[Item]:
+        return only_objects(iter_json_records(stream))
+
+    def extract(self, record: SourceRecord) -> list[Pair]:
+        fields = record.fields
+        question = self.text(fields, "question")
+        if not question:
+            raise ExtractError("empty_question", "question is empty")
+        documents = fields.get("documents")
+        if not isinstance(documents, list):
+            raise ExtractError("missing_field", "record has no 'documents' list")
+        selected = [d for d in documents if isinstance(d, dict) and d.get("is_selected")]
+        if not selected:
+            raise ExtractError("no_selected_document", f"none of {len(documents)} documents is selected")
+        pairs = []
+        for document in selected:
+            paragraphs, index = document.get("paragraphs"), document.get("most_related_para")
+            if isinstance(paragraphs, list) and isinstance(index, int) and 0 <= index < len(paragraphs):
+                paragraph = paragraphs[index]
+                if isinstance(paragraph, str) and paragraph.strip():
+                    pairs.append(self.pair(record, "question_passage", question, paragraph.strip(),
+                                           fields.get("question_id")))
+        if not pairs:
+            raise ExtractError("no_related_paragraph",
+                               "no selected document has a most_related_para that points at a paragraph")
+        return pairs
