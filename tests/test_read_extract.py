@@ -49,3 +49,79 @@ def test_extract_rejects_records_without_a_pair_and_counts_what_it_made():
     assert sorted((r.position, r.reason) for r in out["rejects"]) == [("record 1", "empty_title"),
                                                                         ("record 2", "wrong_type")]
     assert sorted(out["stats"]) == [(("pairs_made", "wudao", "", ""), 1), (("records_with_pairs", "wudao", "", ""), 1)]
+
+
+def _news_lines(n: int) -> bytes:
+    import json
+
+    return "".join(json.dumps({"news_id": str(i), "title": f"新闻标题{i}", "content": "正文内容。" * 40}, ensure_ascii=False)
+                   + "\n" for i in range(n)).encode("utf-8")
+
+
+def test_truncated_gz_and_zst_keep_the_records_before_the_cut_and_say_so(tmp_path):
+    import gzip as gz
+
+    import zstandard
+
+    data = _news_lines(3000)
+    for name, packed in (("cut.json.gz", gz.compress(data)), ("cut.json.zst", zstandard.ZstdCompressor().compress(data))):
+        (tmp_path / name).write_bytes(packed[: len(packed) // 2])
+        out = read("news", [tmp_path / name])
+        unreadable = [r for r in out["rejects"] if r.reason == "unreadable"]
+        assert len(unreadable) == 1 and unreadable[0].position == "file", name
+        assert "EOFError" in unreadable[0].detail
+        assert 0 < len(out["records"]) < 3000
+        assert sum(n for _, n in out["stats"]) == len(out["records"]) + len(out["rejects"])
+
+
+def test_an_empty_file_is_one_no_records_reject(tmp_path):
+    (tmp_path / "empty.json").write_bytes(b"")
+    out = read("news", [tmp_path / "empty.json"])
+    assert [(r.reason, r.position) for r in out["rejects"]] == [("no_records", "file")]
+    assert out["records"] == [] and out["stats"] == [(("records_read", "news", "", ""), 1)]
+
+
+def test_bom_file_reads_its_first_record(tmp_path):
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + _news_lines(2))
+    out = read("news", [tmp_path / "bom.json"])
+    assert [r.fields["news_id"] for r in out["records"]] == ["0", "1"] and not out["rejects"]
+
+
+def test_wrong_layout_files_are_found_before_the_run():
+    from cmtp.transforms.read import check_layout
+
+    assert check_layout(REGISTRY["csl"](), str(SAMPLE / "csl" / "csl_sample.tsv")) is None
+    problem = check_layout(REGISTRY["csl"](), str(SAMPLE / "zhihu" / "web_text_zh_sample.json"))
+    assert problem.startswith("its first 5 records lack the fields it needs (line 1: record has neither 'abst'")
+    problem = check_layout(REGISTRY["csl"](), str(SAMPLE / "wiki_atomic_edits" / "chinese_insertions_sample.tsv"))
+    assert problem.startswith("its first 5 records do not parse (line 1: 3 tab-separated columns")
+    problem = check_layout(REGISTRY["wiki_atomic_edits"](), str(SAMPLE / "csl" / "csl_sample.tsv"))
+    assert problem.startswith("first line is not the header")
+    problem = check_layout(REGISTRY["wudao"](), str(SAMPLE / "csl" / "csl_sample.tsv"))
+    assert problem.startswith("expected a JSON array")
+    assert check_layout(REGISTRY["zhihu"](), str(SAMPLE / "zhihu" / "zhihu_kol_sample.parquet")) is None
+    problem = check_layout(REGISTRY["zhihu"](), str(SAMPLE / "news" / "news2016zh_sample.json.gz").replace(
+        "news2016zh_sample.json.gz", "x.parquet"))
+    assert problem is not None
+
+
+def test_similar_questions_chain_questions_that_share_an_answer():
+    from cmtp.schemas import Pair, pair_id
+    from cmtp.transforms.similar_queries import DeriveSimilarQuestions
+
+    def qa(question: str, answer: str, source: str = "zhihu") -> Pair:
+        return Pair(pair_id(source, "question_answer", question, answer), question, answer, source, "question_answer",
+                    "f.json", "line 1")
+
+    shared = "固定起床时间,睡前一小时不看手机。"
+    pairs = [qa("如何提高睡眠质量?", shared), qa("怎样才能睡得更好?", shared + " "), qa("怎样才能睡得更好?", shared),
+             qa("失眠怎么办?", "固定起床时间，睡前一小时不看手机"), qa("别的问题", "完全不同的回答内容"),
+             qa("谢谢1", "谢谢邀请"), qa("谢谢2", "谢谢邀请"), qa("谢谢3", "谢谢邀请"), qa("other", shared, source="baike")]
+    out = run_transform(DeriveSimilarQuestions({"zhihu": 2}), pairs, ("pairs", "stats"))
+    assert out["pairs"] == []  # 3 distinct questions share the first answer: over the limit of 2
+    out = run_transform(DeriveSimilarQuestions({"zhihu": 3}), pairs, ("pairs", "stats"))
+    got = sorted((p.query, p.passage) for p in out["pairs"])
+    assert got == sorted([("失眠怎么办?", "如何提高睡眠质量?"), ("如何提高睡眠质量?", "怎样才能睡得更好?"),
+                          ("谢谢1", "谢谢2"), ("谢谢2", "谢谢3")])
+    assert all(p.kind == "similar_question" and "," in p.origin_id for p in out["pairs"])
+    assert sum(n for _, n in out["stats"]) == 4

@@ -31,8 +31,48 @@ def open_binary(path: str) -> IO[bytes]:
     if path.endswith(".gz"):
         return io.BufferedReader(gzip.GzipFile(fileobj=raw), _SNIFF_BYTES)
     if path.endswith(".zst"):
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True), _SNIFF_BYTES)
+        return io.BufferedReader(_ZstdReader(raw), _SNIFF_BYTES)
     return io.BufferedReader(raw, _SNIFF_BYTES)
+
+
+class _ZstdReader(io.RawIOBase):
+    """zstd frames, one after another, decompressed; a file cut inside a frame raises EOFError.
+
+    (zstandard's own stream_reader returns the bytes up to the cut and stops silently, so a
+    truncated download would lose its tail without a trace.)
+    """
+
+    def __init__(self, raw: IO[bytes]):
+        super().__init__()
+        self._raw = raw
+        self._frame = zstandard.ZstdDecompressor().decompressobj()
+        self._pending = b""
+        self._started = False  # inside a frame that has not ended yet
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            chunk = self._raw.read(1 << 16)
+            if not chunk:
+                if self._started and not self._frame.eof:
+                    raise EOFError("zstd file ends inside a frame: it is truncated")
+                return 0
+            while chunk:
+                if self._frame.eof:  # the next frame of a multi-frame file
+                    self._frame = zstandard.ZstdDecompressor().decompressobj()
+                self._started = True
+                self._pending += self._frame.decompress(chunk)
+                chunk = self._frame.unused_data if self._frame.eof else b""
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 def logical_name(path: str) -> str:

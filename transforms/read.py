@@ -13,7 +13,7 @@ from apache_beam.metrics import Metrics
 from cmtp.schemas import Reject, pair_id
 from cmtp.transforms.io import open_binary
 from cmtp.transforms.report import STATS, stat
-from cmtp.transforms.sources import Source, SourceRecord
+from cmtp.transforms.sources import ExtractError, Source, SourceRecord
 from cmtp.transforms.sources.layouts import LayoutError, Parsed
 
 REJECTS = "rejects"
@@ -84,7 +84,21 @@ def check_layout(source: Source, path: str, probe: int = 5) -> Optional[str]:
         return f"{type(error).__name__}: {error}"
     if items and not any(isinstance(item, Parsed) for item in items):
         return f"its first {len(items)} records do not parse ({items[0].position}: {items[0].detail})"
+    misfits = []
+    for item in items:
+        try:
+            source.extract(SourceRecord(source.name, path, item.position, item.value))
+            return None
+        except ExtractError as error:
+            if error.reason not in LAYOUT_REASONS:
+                return None
+            misfits.append(f"{item.position}: {error.detail}")
+    if misfits:
+        return f"its first {len(misfits)} records lack the fields it needs ({misfits[0]})"
     return None
+
+
+LAYOUT_REASONS = frozenset({"missing_field", "not_an_object", "wrong_type"})
 
 
 class ReadSource(beam.PTransform):

@@ -52,6 +52,8 @@ class Csl(Source):
 
     def extract(self, record: SourceRecord) -> list[Pair]:
         fields = record.fields
+        if not isinstance(fields, dict) or not ({"abst", "abstract"} & set(fields)):
+            raise ExtractError("missing_field", "record has neither 'abst' (FewCLUE) nor 'abstract'")
         if "abst" in fields:  # FewCLUE
             if str(fields.get("label")) != "1":
                 raise ExtractError("keywords_not_genuine", "FewCLUE label is not 1: the keywords were tampered with")

@@ -21,7 +21,7 @@ class DuReader(Source):
 
     def extract(self, record: SourceRecord) -> list[Pair]:
         fields = record.fields
-        question = self.text(fields, "question")
+        question = self.text(fields, "question", required=True)
         if not question:
             raise ExtractError("empty_question", "question is empty")
         documents = fields.get("documents")

@@ -48,12 +48,13 @@ def iter_json_array(stream: IO[bytes]) -> Iterator[Item]:
     `Unparsed` and reading resumes at the next `}, {` boundary, so one broken record costs one record.
     """
     text = open_text(stream)
-    buf, pos, eof, line_base = "", 0, False, 1
+    buf, pos, eof = "", 0, False
+    mark, mark_line = 0, 1  # a position in buf and its line number: lines are counted once, moving forward
 
     def compact() -> None:
-        nonlocal buf, pos, line_base
+        nonlocal buf, pos, mark, mark_line
         if pos > _CHUNK:  # drop what has been consumed, keeping the line count
-            line_base += buf.count("\n", 0, pos)
+            mark_line, mark = line_at(pos), 0
             buf, pos = buf[pos:], 0
 
     def fill() -> bool:
@@ -66,7 +67,12 @@ def iter_json_array(stream: IO[bytes]) -> Iterator[Item]:
         return not eof
 
     def line_at(index: int) -> int:
-        return line_base + buf.count("\n", 0, index)
+        nonlocal mark, mark_line
+        if index < mark:
+            return mark_line - buf.count("\n", index, mark)
+        mark_line += buf.count("\n", mark, index)
+        mark = index
+        return mark_line
 
     def skip_ws() -> None:
         nonlocal pos
@@ -77,6 +83,8 @@ def iter_json_array(stream: IO[bytes]) -> Iterator[Item]:
 
     fill()
     skip_ws()
+    if pos >= len(buf):  # empty or blank file: no records (the reader says so)
+        return
     wrapper = _RECORDS_WRAPPER.match(buf, pos)
     if wrapper:
         pos = wrapper.end()

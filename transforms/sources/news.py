@@ -22,7 +22,7 @@ class News(Source):
 
     def extract(self, record: SourceRecord) -> list[Pair]:
         fields = record.fields
-        title = self.text(fields, "title")
+        title = self.text(fields, "title", required=True)
         content = self.text(fields, "content", required=True)
         desc = self.text(fields, "desc")
         origin = self.text(fields, "news_id")

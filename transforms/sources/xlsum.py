@@ -22,7 +22,8 @@ class XlSum(Source):
 
     def extract(self, record: SourceRecord) -> list[Pair]:
         fields = record.fields
-        title, summary, text = self.text(fields, "title"), self.text(fields, "summary"), self.text(fields, "text")
+        title, text = self.text(fields, "title"), self.text(fields, "text")
+        summary = self.text(fields, "summary", required=True)
         origin = self.text(fields, "url") or self.text(fields, "id")
         if not summary:
             raise ExtractError("empty_summary", "summary is empty")
