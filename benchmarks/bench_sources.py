@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-
 from cmtp.transforms.io import open_binary
 from cmtp.transforms.sources import REGISTRY, ExtractError, SourceRecord
 from cmtp.transforms.sources.layouts import Parsed

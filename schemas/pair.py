@@ -5,7 +5,6 @@ import hashlib
 from typing import NamedTuple, Optional
 
 import apache_beam as beam
-
 from cmtp.schemas.arrow import arrow_schema
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from cmtp.pipelines.cli import main
-
 from conftest import REPO, write_config
 
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 import random
 
 import pytest
-
+from beam_helpers import run_transform
 from cmtp.schemas import Pair, pair_id
 from cmtp.transforms.exact_dedup import ExactDedup
 from cmtp.transforms.near_dedup import MinHasher, NearDedup, lsh_shape, shingles
 from cmtp.transforms.survivor import SurvivorOrder
-
-from beam_helpers import run_transform
 
 BASE = ("锂离子电池的能量密度在过去十年间提升了约一倍，主要得益于正极材料的改进和电池结构的优化。"
         "研究人员通过提高镍含量、引入单晶颗粒以及改进电解液配方，使电芯在循环寿命和安全性之间取得了更好的平衡。")

@@ -6,11 +6,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from cmtp.pipelines.cli import main
 from cmtp.schemas import PAIR_SCHEMA, REJECT_SCHEMA
 from cmtp.transforms.sources import REGISTRY
-
 from conftest import REPO, SAMPLE, write_config
 
 

@@ -1,11 +1,10 @@
 """Normalization and the general filter rules, and the filter as a Beam transform."""
 from __future__ import annotations
 
+from beam_helpers import run_transform
 from cmtp.schemas import Pair, pair_id
 from cmtp.transforms.filters import CjkRatioRule, GeneralFilter, LengthRule, cjk_ratio
 from cmtp.transforms.normalize import normalize_pair, normalize_text
-
-from beam_helpers import run_transform
 
 
 def make_pair(query: str, passage: str, source: str = "csl") -> Pair:

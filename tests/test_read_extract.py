@@ -2,11 +2,10 @@
 and each producer's own counts match what it emitted."""
 from __future__ import annotations
 
+from beam_helpers import run_transform
 from cmtp.transforms.extract import ExtractPairs
 from cmtp.transforms.read import ReadSource
 from cmtp.transforms.sources import REGISTRY, SourceRecord
-
-from beam_helpers import run_transform
 from conftest import SAMPLE
 
 

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
-
+from beam_helpers import run_transform
 from cmtp.schemas import Pair, pair_id
 from cmtp.transforms.scoring import SemanticFilter, cosine_scores, load_embedder
-
-from beam_helpers import run_transform
 
 RELATED = ("平安信用卡上门激活失败的原因", "平安信用卡上门激活失败，主要是因为申卡人携带资料不足或预留手机号码有误。")
 UNRELATED = ("家常红烧肉的做法", "光刻是芯片制造的关键工序，利用紫外光把掩模上的电路图形转移到晶圆表面的光刻胶上。")

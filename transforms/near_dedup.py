@@ -16,11 +16,10 @@ from typing import Iterable
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
-from datasketch import MinHash
-from datasketch.lsh import _optimal_param
-
 from cmtp.schemas import Pair, Reject
 from cmtp.transforms.survivor import SurvivorOrder
+from datasketch import MinHash
+from datasketch.lsh import _optimal_param
 
 REJECTS = "rejects"
 

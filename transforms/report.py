@@ -14,7 +14,6 @@ from typing import Any, Iterable
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-
 from cmtp.schemas import Reject
 
 STATS = "stats"

@@ -2,12 +2,8 @@
 language, product_category}` -> (review_title, review_body) `title_body`."""
 from __future__ import annotations
 
-from typing import IO, Iterator
-
 from cmtp.schemas import Pair
 from cmtp.transforms.sources.base import ExtractError, Source, SourceOptions, SourceRecord, register
-from cmtp.transforms.sources.layouts import Item, iter_json_records
-from cmtp.transforms.sources.records import only_objects
 
 
 class AmazonOptions(SourceOptions):
@@ -21,9 +17,6 @@ class AmazonReviews(Source):
     kinds = ("title_body",)
     field_names = ("review_id", "review_title", "review_body", "language")
     Options = AmazonOptions
-
-    def parse(self, path: str, stream: IO[bytes]) -> Iterator[Item]:
-        return only_objects(iter_json_records(stream))
 
     def extract(self, record: SourceRecord) -> list[Pair]:
         fields = record.fields

@@ -7,12 +7,9 @@
 """
 from __future__ import annotations
 
-from typing import IO, Iterator
-
 from cmtp.schemas import Pair
 from cmtp.transforms.sources.base import ExtractError, Source, SourceOptions, SourceRecord, register
-from cmtp.transforms.sources.layouts import Item, iter_json_records
-from cmtp.transforms.sources.records import joined, only_objects
+from cmtp.transforms.sources.records import joined
 from cmtp.transforms.sources.sections import sections, wiki_heading
 
 
@@ -28,9 +25,6 @@ class Baike(Source):
     kinds = ("question_answer", "title_summary", "subtitle_passage")
     field_names = ("qid", "title", "desc", "answer", "id", "url", "text")
     Options = BaikeOptions
-
-    def parse(self, path: str, stream: IO[bytes]) -> Iterator[Item]:
-        return only_objects(iter_json_records(stream))
 
     def extract(self, record: SourceRecord) -> list[Pair]:
         fields = record.fields

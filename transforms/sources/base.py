@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar, Iterator, Mapping, NamedTuple, Optional
 
-from pydantic import BaseModel, ConfigDict
-
 from cmtp.schemas import Pair, pair_id
-from cmtp.transforms.sources.layouts import Item
+from cmtp.transforms.sources.layouts import Item, iter_json_records
+from cmtp.transforms.sources.records import only_objects
+from pydantic import BaseModel, ConfigDict
 
 
 class SourceRecord(NamedTuple):
@@ -77,8 +77,12 @@ class Source:
             raise ValueError("kinds: similar_question pairs are derived from question_answer pairs; enable both")
 
     def parse(self, path: str, stream: IO[bytes]) -> Iterator[Item]:
-        """The file's records as `Parsed` values (or `Unparsed` failures), in file order."""
-        raise NotImplementedError
+        """The file's records as `Parsed` values (or `Unparsed` failures), in file order.
+
+        By default JSON objects, as JSON lines or a JSON array (most publishers use one of the two);
+        sources with other layouts override this.
+        """
+        return only_objects(iter_json_records(stream))
 
     def extract(self, record: SourceRecord) -> list[Pair]:
         """The pairs the record gives (of any kind); raises ExtractError when it cannot give one."""

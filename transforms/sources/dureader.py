@@ -2,12 +2,8 @@
 most_related_para}], ...}` -> (question, the most related paragraph of each selected document) `question_passage`."""
 from __future__ import annotations
 
-from typing import IO, Iterator
-
 from cmtp.schemas import Pair
 from cmtp.transforms.sources.base import ExtractError, Source, SourceRecord, register
-from cmtp.transforms.sources.layouts import Item, iter_json_records
-from cmtp.transforms.sources.records import only_objects
 
 
 @register
@@ -15,9 +11,6 @@ class DuReader(Source):
     name = "dureader"
     expected_layout = "JSON lines of {question_id, question, documents: [{paragraphs, is_selected, most_related_para}]}"
     kinds = ("question_passage",)
-
-    def parse(self, path: str, stream: IO[bytes]) -> Iterator[Item]:
-        return only_objects(iter_json_records(stream))
 
     def extract(self, record: SourceRecord) -> list[Pair]:
         fields = record.fields

@@ -2,12 +2,8 @@
 (title, content) `title_body` and (title, desc) `title_summary`."""
 from __future__ import annotations
 
-from typing import IO, Iterator
-
 from cmtp.schemas import Pair
 from cmtp.transforms.sources.base import ExtractError, Source, SourceRecord, register
-from cmtp.transforms.sources.layouts import Item, iter_json_records
-from cmtp.transforms.sources.records import only_objects
 
 
 @register
@@ -16,9 +12,6 @@ class News(Source):
     expected_layout = "JSON lines of {news_id, title, content, source, time, keywords, desc}"
     kinds = ("title_body", "title_summary")
     field_names = ("news_id", "title", "content", "desc")
-
-    def parse(self, path: str, stream: IO[bytes]) -> Iterator[Item]:
-        return only_objects(iter_json_records(stream))
 
     def extract(self, record: SourceRecord) -> list[Pair]:
         fields = record.fields

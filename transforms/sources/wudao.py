@@ -7,12 +7,9 @@ Layouts: a JSON array, the array wrapped as `{"RECORDS": [...]}`, and the FlagAI
 from __future__ import annotations
 
 import re
-from typing import IO, Iterator
 
 from cmtp.schemas import Pair
 from cmtp.transforms.sources.base import ExtractError, Source, SourceOptions, SourceRecord, register
-from cmtp.transforms.sources.layouts import Item, iter_json_records
-from cmtp.transforms.sources.records import only_objects
 from cmtp.transforms.sources.sections import numbered_heading, sections
 
 _LEAD_QUESTION = re.compile(r"^(.{4,64}?[？?])(.+)$", re.DOTALL)
@@ -30,9 +27,6 @@ class Wudao(Source):
     kinds = ("title_body", "subtitle_passage")
     field_names = ("id", "title", "content", "text")
     Options = WudaoOptions
-
-    def parse(self, path: str, stream: IO[bytes]) -> Iterator[Item]:
-        return only_objects(iter_json_records(stream))
 
     def extract(self, record: SourceRecord) -> list[Pair]:
         fields = record.fields

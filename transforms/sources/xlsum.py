@@ -2,12 +2,8 @@
 (title, summary) `title_summary` and (summary, text) `summary_body`."""
 from __future__ import annotations
 
-from typing import IO, Iterator
-
 from cmtp.schemas import Pair
 from cmtp.transforms.sources.base import ExtractError, Source, SourceRecord, register
-from cmtp.transforms.sources.layouts import Item, iter_json_records
-from cmtp.transforms.sources.records import only_objects
 
 
 @register
@@ -16,9 +12,6 @@ class XlSum(Source):
     expected_layout = "JSON lines of {id, url, title, summary, text}"
     kinds = ("title_summary", "summary_body")
     field_names = ("id", "url", "title", "summary", "text")
-
-    def parse(self, path: str, stream: IO[bytes]) -> Iterator[Item]:
-        return only_objects(iter_json_records(stream))
 
     def extract(self, record: SourceRecord) -> list[Pair]:
         fields = record.fields

@@ -12,8 +12,8 @@ from typing import IO, Iterator
 from cmtp.schemas import Pair
 from cmtp.transforms.io import logical_name
 from cmtp.transforms.sources.base import ExtractError, Source, SourceOptions, SourceRecord, register
-from cmtp.transforms.sources.layouts import Item, iter_json_records, iter_parquet
-from cmtp.transforms.sources.records import joined, only_objects
+from cmtp.transforms.sources.layouts import Item, iter_parquet
+from cmtp.transforms.sources.records import joined
 
 
 class ZhihuOptions(SourceOptions):
@@ -33,7 +33,7 @@ class Zhihu(Source):
     def parse(self, path: str, stream: IO[bytes]) -> Iterator[Item]:
         if logical_name(path).endswith(".parquet"):
             return iter_parquet(stream)
-        return only_objects(iter_json_records(stream))
+        return super().parse(path, stream)
 
     def extract(self, record: SourceRecord) -> list[Pair]:
         fields = record.fields
