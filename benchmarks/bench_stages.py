@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from datasketch import MinHash
+
 from cmtp.transforms.near_dedup import MinHasher, shingles
 from cmtp.transforms.normalize import normalize_text
 from cmtp.transforms.scoring import cosine_scores, load_embedder
-from datasketch import MinHash
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,6 +12,7 @@ from typing import Sequence
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+
 from cmtp.pipelines import unlabeled
 from cmtp.pipelines.config import ConfigError, LoadedConfig, load_config, resolved_yaml
 from cmtp.transforms.read import check_layout

@@ -12,11 +12,12 @@ from typing import Any, Literal, Optional
 
 import yaml
 from apache_beam.io.filesystems import FileSystems
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
 from cmtp.transforms.io import expand_paths
 from cmtp.transforms.near_dedup import lsh_shape
 from cmtp.transforms.scoring import BACKENDS
 from cmtp.transforms.sources import REGISTRY, Source, SourceSettings
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):

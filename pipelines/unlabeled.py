@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+
 from cmtp.pipelines.config import LoadedConfig
 from cmtp.schemas import PAIR_SCHEMA, REJECT_SCHEMA
 from cmtp.transforms.exact_dedup import ExactDedup

@@ -5,6 +5,7 @@ import hashlib
 from typing import NamedTuple, Optional
 
 import apache_beam as beam
+
 from cmtp.schemas.arrow import arrow_schema
 
 

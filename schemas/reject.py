@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import NamedTuple, Optional
 
 import apache_beam as beam
+
 from cmtp.schemas.arrow import arrow_schema
 
 

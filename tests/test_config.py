@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+
 from cmtp.pipelines.config import ConfigError, load_config, resolved_yaml
 from conftest import SAMPLE, write_config
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from beam_helpers import run_transform
 from cmtp.schemas import Pair, pair_id
 from cmtp.transforms.exact_dedup import ExactDedup

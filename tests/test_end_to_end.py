@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
 from cmtp.pipelines.cli import main
 from cmtp.schemas import PAIR_SCHEMA, REJECT_SCHEMA
 from cmtp.transforms.sources import REGISTRY

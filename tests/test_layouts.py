@@ -7,6 +7,7 @@ import json
 
 import pytest
 import zstandard
+
 from cmtp.transforms import io as cmtp_io
 from cmtp.transforms.sources import layouts
 from cmtp.transforms.sources.layouts import LayoutError, Parsed, Unparsed

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from beam_helpers import run_transform
 from cmtp.schemas import Pair, pair_id
 from cmtp.transforms.scoring import SemanticFilter, cosine_scores, load_embedder

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from cmtp.transforms.io import open_binary
 from cmtp.transforms.sources import REGISTRY, ExtractError, SourceRecord
 from cmtp.transforms.sources.layouts import Parsed, Unparsed

@@ -5,6 +5,7 @@ import hashlib
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+
 from cmtp.schemas import Pair, Reject
 from cmtp.transforms.survivor import SurvivorOrder
 

@@ -5,6 +5,7 @@ from typing import Mapping
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+
 from cmtp.schemas import Reject, pair_id
 from cmtp.transforms.report import STATS, stat
 from cmtp.transforms.sources import ExtractError, Source, SourceRecord

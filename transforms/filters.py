@@ -12,6 +12,7 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+
 from cmtp.schemas import Pair, Reject
 
 REJECTS = "rejects"

@@ -16,10 +16,11 @@ from typing import Iterable
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
-from cmtp.schemas import Pair, Reject
-from cmtp.transforms.survivor import SurvivorOrder
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
+
+from cmtp.schemas import Pair, Reject
+from cmtp.transforms.survivor import SurvivorOrder
 
 REJECTS = "rejects"
 

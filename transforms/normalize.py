@@ -5,6 +5,7 @@ import re
 import unicodedata
 
 import apache_beam as beam
+
 from cmtp.schemas import Pair
 
 _SPACES = re.compile(r"\s+")

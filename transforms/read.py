@@ -9,6 +9,7 @@ from typing import Iterator, Optional, Union
 import apache_beam as beam
 import zstandard
 from apache_beam.metrics import Metrics
+
 from cmtp.schemas import Reject, pair_id
 from cmtp.transforms.io import open_binary
 from cmtp.transforms.report import STATS, stat

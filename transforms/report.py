@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+
 from cmtp.schemas import Reject
 
 STATS = "stats"

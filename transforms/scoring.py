@@ -12,6 +12,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
+
 from cmtp.schemas import Pair, Reject
 
 REJECTS = "rejects"

@@ -12,6 +12,7 @@ import re
 from typing import Mapping
 
 import apache_beam as beam
+
 from cmtp.schemas import Pair, pair_id
 from cmtp.transforms.report import STATS, stat
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar, Iterator, Mapping, NamedTuple, Optional
 
+from pydantic import BaseModel, ConfigDict
+
 from cmtp.schemas import Pair, pair_id
 from cmtp.transforms.sources.layouts import Item, iter_json_records
 from cmtp.transforms.sources.records import only_objects
-from pydantic import BaseModel, ConfigDict
 
 
 class SourceRecord(NamedTuple):

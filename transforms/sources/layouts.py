@@ -11,6 +11,7 @@ import re
 from typing import IO, Any, Iterator, NamedTuple, Union
 
 import pyarrow.parquet as pq
+
 from cmtp.transforms.io import Line, iter_lines, open_text, sniff_encoding
 
 _WS = re.compile(r"\s*")
