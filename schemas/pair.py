@@ -20,6 +20,7 @@ class Pair(NamedTuple):
     origin_id: Optional[str] = None  # the record's own id in the source, where it has one
     score: Optional[float] = None  # semantic-filter cosine, once scored
     scorer: Optional[str] = None  # which model produced the score
+    flags: Optional[str] = None  # kept-but-flagged rules, "reason:detail;..." (e.g. abuse set to flag)
 
 
 def pair_id(source: str, kind: str, query: str, passage: str) -> str:

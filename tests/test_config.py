@@ -34,7 +34,7 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path):
 
 
 def test_unknown_key_is_named(tmp_path):
-    text = write_config(tmp_path / "x.yaml", GOOD).read_text() + "filters:\n  query: {min_chars: 2, max_chars: 9, min_cjk_ratio: 0.3, max_cjk: 1}\n"
+    text = write_config(tmp_path / "x.yaml", GOOD).read_text() + "filters:\n  query: {min_length: 2, max_length: 9, min_cjk_ratio: 0.3, max_cjk: 1}\n"
     assert refused(tmp_path, text).endswith("filters.query.max_cjk: unknown key")
 
 
@@ -65,5 +65,20 @@ def test_a_source_listed_twice_is_refused(tmp_path):
 
 
 def test_min_above_max_is_refused(tmp_path):
-    text = write_config(tmp_path / "x.yaml", GOOD).read_text() + "filters:\n  passage: {min_chars: 50, max_chars: 10, min_cjk_ratio: 0.3}\n"
-    assert refused(tmp_path, text).endswith("filters.passage: min_chars 50 > max_chars 10")
+    text = write_config(tmp_path / "x.yaml", GOOD).read_text() + "filters:\n  passage: {min_length: 50, max_length: 10, min_cjk_ratio: 0.3}\n"
+    assert refused(tmp_path, text).endswith("filters.passage: min_length 50 > max_length 10")
+
+
+def test_english_filters_default_to_word_lengths_and_no_cjk_share(tmp_path):
+    loaded = load_config(str(write_config(tmp_path / "run.yaml", GOOD, extra="filters: {lang: en}\n")))
+    filters = loaded.config.filters
+    assert (filters.query.min_length, filters.passage.max_length, filters.passage.min_cjk_ratio) == (1, 512, None)
+
+
+def test_a_lexicon_category_without_files_is_refused(tmp_path):
+    text = write_config(tmp_path / "x.yaml", GOOD).read_text() + \
+        "filters:\n  malicious:\n    categories:\n      politics: {action: drop}\n"
+    assert "filters.malicious.categories.politics: no lexicon ships for 'politics'" in refused(tmp_path, text)
+    text = write_config(tmp_path / "x.yaml", GOOD).read_text() + \
+        "filters:\n  malicious:\n    categories:\n      politics: {shipped: false, files: [missing.txt]}\n"
+    assert "filters.malicious.categories.politics.files[0]: no such file" in refused(tmp_path, text)

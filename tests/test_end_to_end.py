@@ -124,7 +124,7 @@ def test_sample_config_shows_every_reject_path(tmp_path):
         ("wudao_part0.json", "record 9", "near_duplicate"),  # record 10 is the longer of the two, so it survives
         ("wudao_part0.json", "record 12", "exact_duplicate"),
         ("wudao_part0.json", "record 13", "below_threshold"),
-        ("wudao_part0.json", "record 14", "passage_too_short"),
+        ("wudao_part0.json", "record 14", "boilerplate_passage"),  # "详见附件。"
         ("csl_sample.tsv", "line 5", "wrong_column_count"),
         ("csl_sample.tsv", "line 13", "passage_low_cjk_ratio"),
         ("csl_sample.tsv", "line 2", "near_duplicate"),  # line 17 survives: equal length, smaller id

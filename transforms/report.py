@@ -40,6 +40,9 @@ def assemble(counts: Iterable[tuple[tuple[str, str, str, str], int]], header: di
             entry["read_rejects" if stage == "read" else "extract_rejects" if stage == "extract" else "pairs_dropped"] += n
         elif name == "score":
             entry.setdefault("score_histogram", defaultdict(int))[stage] += n
+        elif ":" in name:  # a tally by type: "pii_masked:phone", "flagged:passage_flagged_abuse"
+            group, key = name.split(":", 1)
+            entry.setdefault(group, defaultdict(int))[key] += n
         else:
             entry[name] += n
 
@@ -51,6 +54,9 @@ def assemble(counts: Iterable[tuple[tuple[str, str, str, str], int]], header: di
         row = {field: entry[field] for field in fields}
         row["dropped"] = {s: dict(sorted(r.items())) for s, r in sorted(entry.get("dropped", {}).items())}
         row["score_histogram"] = dict(sorted(entry.get("score_histogram", {}).items()))
+        for group in ("pii_masked", "flagged", "pairs_capped"):
+            if group in entry:
+                row[group] = dict(sorted(entry[group].items())) if isinstance(entry[group], dict) else entry[group]
         sources[source] = row
         for field in fields:
             totals[field] += row[field]
@@ -100,6 +106,11 @@ class WriteReport(beam.PTransform):
             if row.score is not None:
                 yield ("score", row.source, _score_bin(row.score), ""), 1
 
+        def flag_keys(pair):
+            for flag in (pair.flags or "").split(";"):
+                if flag:
+                    yield (f"flagged:{flag.split(':', 1)[0]}", pair.source, "", ""), 1
+
         events = (
             streams["stats"],
             streams["records"] | "CountRecords" >> beam.Map(lambda r: (("records_parsed", r.source, "", ""), 1)),
@@ -107,6 +118,7 @@ class WriteReport(beam.PTransform):
             streams["kept"] | "CountKept" >> beam.Map(lambda p: (("pairs_kept", p.source, "", ""), 1)),
             streams["rejects"] | "CountRejects" >> beam.Map(reject_key),
             (streams["kept"], streams["rejects"]) | "Scored" >> beam.Flatten() | "ScoreBins" >> beam.FlatMap(score_keys),
+            streams["kept"] | "CountFlags" >> beam.FlatMap(flag_keys),
         )
         return (
             events

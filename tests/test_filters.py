@@ -1,0 +1,177 @@
+"""Each general-filter rule on real text from ../shared/data (kept) and on crafted bad cases (dropped,
+with the right reason); PII found, validated and masked; the rules as a Beam transform."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cmtp.schemas import Pair, pair_id
+from cmtp.transforms.filters import GeneralFilter
+from cmtp.transforms.filters.base import first_drop
+from cmtp.transforms.filters.language import LanguageRule
+from cmtp.transforms.filters.length import LengthRatioRule, LengthRule
+from cmtp.transforms.filters.lexicon import FlaggedWordsRule, shipped_lexicon
+from cmtp.transforms.filters.nontext import (
+    _GBK_MOJIBAKE,
+    CjkRatioRule,
+    NonTextRule,
+    cjk_ratio,
+    mojibake_ratio,
+    ngram_repetition_ratio,
+)
+from cmtp.transforms.filters.pair import BoilerplateRule, EmptySideRule, SameTextRule, compact
+from cmtp.transforms.filters.pii import PiiRule, find_pii, luhn, mask_pii, valid_id_card
+from cmtp.transforms.normalize import normalize_text
+
+from beam_helpers import run_transform
+
+
+def make_pair(query: str, passage: str, kind: str = "title_body") -> Pair:
+    query, passage = normalize_text(query), normalize_text(passage)
+    return Pair(pair_id("csl", kind, query, passage), query, passage, "csl", kind, "f.tsv", "line 1")
+
+
+@pytest.fixture(scope="module")
+def real_pairs(shared_data) -> list[Pair]:
+    """(title, abstract) from CSL and (question, context) from CMRC: 1,256 real pairs that are prose."""
+    pairs = []
+    for line in (shared_data / "csl" / "ts_dev.tsv").read_text("utf-8").splitlines():
+        _, abstract, title = line.split("\t")
+        pairs.append(make_pair(title, abstract))
+    squad = json.loads((shared_data / "cmrc2018" / "squad-style" / "cmrc2018_trial.json").read_text("utf-8"))
+    for article in squad["data"]:
+        for paragraph in article["paragraphs"]:
+            pairs.append(make_pair(paragraph["qas"][0]["question"], paragraph["context"], "question_passage"))
+    return pairs
+
+
+def test_nontext_and_cjk_rules_keep_nearly_all_real_prose(real_pairs):
+    rules = [CjkRatioRule("query", 0.3), CjkRatioRule("passage", 0.3), NonTextRule("query"), NonTextRule("passage")]
+    dropped = [(first_drop(rules, p), p.passage[:40]) for p in real_pairs if first_drop(rules, p)]
+    assert len(dropped) <= 0.01 * len(real_pairs), dropped[:10]
+
+
+@pytest.mark.parametrize("text,reason", [
+    ("详情请访问 http://www.example.com/a/b/c?id=123 以及 https://spam.example.net/x/y/z/page.html 谢谢", "passage_url"),
+    ('<div class="main" style="width:100px;">{"key": "value", "list": [1, 2, 3]}</div> function() { return null; }',
+     "passage_markup"),
+    ("★★★★☆☆☆ ■■■■ ◆◆◆ ※※※ ♥♥♥ 好评 ☺☺☺☺", "passage_symbols"),
+    ("ä¸\xadæ–‡ç½‘ç«™çš„ç¼–ç é—®é¢˜ä¸\xadæ–‡ç½‘ç«™", "passage_mojibake"),
+    ("平安信用卡上门激活失败的主要原因".encode("utf-8").decode("gbk", errors="replace"), "passage_mojibake"),
+    ("哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈这个太好笑了", "passage_char_repetition"),
+    ("这个产品真的很好用。" * 6, "passage_ngram_repetition"),
+    ("第一行内容\n重复的行\n重复的行\n重复的行\n重复的行", "passage_duplicate_lines"),
+])
+def test_nontext_rule_drops_each_kind_of_non_text(text, reason):
+    drop = NonTextRule("passage")(make_pair("标题", text))
+    assert drop is not None and drop.reason == reason, drop
+
+
+def test_mojibake_characters_are_rare_in_real_text_and_common_in_mojibake(shared_data):
+    real = (shared_data / "csl" / "ts_dev.tsv").read_text("utf-8")
+    hanzi = [ch for ch in real if "\u4e00" <= ch <= "\u9fff"]
+    assert sum(ch in _GBK_MOJIBAKE for ch in hanzi) / len(hanzi) < 0.001
+    lines = [line.split("\t")[1] for line in real.splitlines()[:50]]
+    assert all(mojibake_ratio(line.encode("utf-8").decode("gbk", errors="ignore")) > 0.2 for line in lines)
+    assert max(mojibake_ratio(line) for line in lines) < 0.05
+
+
+def test_cjk_ratio_and_ngram_repetition_values():
+    assert cjk_ratio("基于YOLO的检测") == 5 / 9
+    assert ngram_repetition_ratio("这是一段没有重复的普通文字内容，用来检查重复率的计算方法", 5) == 0.0
+    assert ngram_repetition_ratio("好的" * 30, 5) > 0.9
+
+
+def test_length_rules_per_side_per_kind_and_ratio():
+    rule = LengthRule("passage", 10, 100, per_kind={"similar_question": (4, 50)})
+    assert rule(make_pair("标题", "短文本"))[:2] == ("passage_too_short", "3 chars < 10")
+    assert rule(make_pair("怎样睡得更好?", "如何提高睡眠质量?", "similar_question")) is None
+    words = LengthRule("passage", 3, 100, unit="words")
+    assert words(make_pair("title", "two words")).reason == "passage_too_short"
+    assert LengthRatioRule(3.0)(make_pair("很长很长的标题" * 5, "短正文")).reason == "query_longer_than_passage"
+
+
+def test_pair_rules():
+    assert EmptySideRule()(make_pair("标题", "<p>&nbsp;</p>")).reason == "empty_passage"
+    same = SameTextRule()
+    assert same(make_pair("深度学习", "深度学习。")).reason == "identical_sides"
+    assert same(make_pair("深度学习", "深度学习 深度学习 深度学习")).reason == "passage_repeats_query"
+    assert same(make_pair("深度学习的应用与发展", "深度学习的")).reason == "passage_is_query_prefix"
+    assert same(make_pair("深度学习", "深度学习是机器学习的分支。")) is None
+    boilerplate = BoilerplateRule(frozenset(compact(p) for p in shipped_lexicon("zh", "boilerplate")))
+    assert boilerplate(make_pair("这个问题怎么解决?", "同问!!!")).reason == "boilerplate_passage"
+    assert boilerplate(make_pair("这个问题怎么解决?", "谢谢大家,问题已经通过重启解决了。")) is None
+
+
+def zh_lexicons(abuse_action: str = "drop") -> FlaggedWordsRule:
+    cats = {name: ("drop", shipped_lexicon("zh", name)) for name in ("porn", "gambling", "ads")}
+    cats["abuse"] = (abuse_action, shipped_lexicon("zh", "abuse"))
+    return FlaggedWordsRule(cats, "zh")
+
+
+@pytest.mark.parametrize("text,category", [
+    ("想了解详情请加微信咨询,价格优惠", "ads"),
+    ("想了解详情请加 微 信咨询", "ads"),
+    ("正规代*开*发*票,税点低", "ads"),
+    ("线上娱乐城,百家乐每日返水", "gambling"),
+    ("网上赌-博平台注册就送", "gambling"),
+])
+def test_flagged_words_are_caught_with_evasion(text, category):
+    drop = zh_lexicons()(make_pair("标题", text))
+    assert drop is not None and drop.reason == f"passage_flagged_{category}", drop
+
+
+def test_flag_action_keeps_the_pair_with_a_flag(real_pairs):
+    rule = zh_lexicons(abuse_action="flag")
+    abuse_word = shipped_lexicon("zh", "abuse")[0]
+    drop = rule(make_pair("评论", f"这个人真是{abuse_word},不要理他"))
+    assert drop.flag and drop.reason == "passage_flagged_abuse"
+    assert first_drop([rule], make_pair("评论", f"这个人真是{abuse_word},不要理他")) is None
+    assert sum(rule(p) is not None for p in real_pairs) <= 3  # real prose rarely contains a flagged entry
+
+
+def test_english_lexicon_matches_whole_words_and_spelled_apart():
+    rule = FlaggedWordsRule({"gambling": ("drop", ["online casino"]), "abuse": ("drop", ["idiot"])}, "en")
+    assert rule(make_pair("t", "Join the best ONLINE   casino today")).reason == "passage_flagged_gambling"
+    assert rule(make_pair("t", "you are an i.d.i.o.t")).reason == "passage_flagged_abuse"
+    assert rule(make_pair("t", "the idiotic plan failed")) is None
+
+
+def test_id_card_checksum_and_birth_date_are_checked():
+    assert valid_id_card("11010519491231002X")
+    assert not valid_id_card("110105194912310021")  # wrong check character
+    assert not valid_id_card("110105194913310029")  # month 13
+    assert luhn("6222021234567890128") and not luhn("6222021234567890127")
+
+
+def test_pii_is_found_masked_and_a_wrong_checksum_is_left_alone():
+    text = ("联系人电话13812345678,身份证11010519491231002X,邮箱 zhang.san@example.com,"
+            "卡号6222 0212 3456 7890 128,QQ:123456789,微信号:abc_123456。订单号110105194912310021。")
+    masked, types = mask_pii(text)
+    assert types == ["phone", "id_card", "email", "bank_card", "qq", "wechat"]
+    assert masked == ("联系人电话<PHONE>,身份证<ID_CARD>,邮箱 <EMAIL>,卡号<BANK_CARD>,QQ:<QQ>,微信号:<WECHAT>。"
+                      "订单号110105194912310021。")
+    assert find_pii("会议于2023年10月12日召开,参会人数为1200人。") == []
+    assert PiiRule()(make_pair("联系方式", "请拨打13812345678联系")).reason == "passage_pii_phone"
+
+
+def test_language_rule_on_chinese_japanese_and_english(real_pairs):
+    rule = LanguageRule("passage", ("zh",), 0.5, 20)
+    rule.setup()
+    assert rule(make_pair("日本語", "これは日本語の文章です。東京の天気は晴れで、とても暖かいです。")).reason == "passage_language"
+    assert rule(make_pair("English", "The city's central public library will extend its weekend hours.")).reason == \
+        "passage_language"
+    dropped = [p.passage[:30] for p in real_pairs if rule(p)]
+    assert len(dropped) <= 0.01 * len(real_pairs), dropped
+
+
+def test_general_filter_routes_drops_to_rejects_and_keeps_flags():
+    pairs = [make_pair("深度学习", "深度学习是机器学习的一个分支。"), make_pair("深度学习", "短"),
+             make_pair("评论", "这种人就是" + shipped_lexicon("zh", "abuse")[0] + ",别理他就行了")]
+    out = run_transform(GeneralFilter([LengthRule("passage", 5, 100), zh_lexicons(abuse_action="flag")]), pairs)
+    assert sorted(p.id for p in out["pairs"]) == sorted([pairs[0].id, pairs[2].id])
+    flagged = [p for p in out["pairs"] if p.flags]
+    assert len(flagged) == 1 and flagged[0].flags.startswith("passage_flagged_abuse:matched")
+    (reject,) = out["rejects"]
+    assert (reject.reason, reject.stage, reject.detail) == ("passage_too_short", "filter", "1 chars < 5")

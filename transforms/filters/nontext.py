@@ -1,0 +1,138 @@
+"""Non-text rules: is this side prose at all? Markup and code remnants, URLs, symbol soup, too little Chinese,
+mojibake, and repetition. Each measures one ratio, keeps it in the reject's detail, and drops above a bound.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+from cmtp.schemas import Pair
+from cmtp.transforms.filters.base import Drop, side_text
+
+CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
+_WORD = re.compile(r"\w")
+_URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s\u3000-\u303f\uff01-\uff60\u4e00-\u9fff]+", re.IGNORECASE)
+_MARKUP = re.compile(
+    r"</?[a-zA-Z][^<>\n]{0,80}>|&#?\w{2,8};|\b(?:class|style|href|src|width|height|id|onclick)\s*=\s*[\"']?"
+    r"|[a-z-]+\s*:\s*[^;{}\n]{1,40};|\{|\}|\b(?:function|var|let|const|return|def|import|public|static|void|"
+    r"printf?|console\.log|null|undefined|True|False|None|elif|endif|#include)\b|==|!=|=>|->|&&|\|\||\+\+|\[\]|\(\)"
+)
+_SYMBOLS = re.compile(r"[^\w\s,.!?;:'\"()\[\]、。《》「」『』【】“”‘’\-—–…%·/]")
+_RUN = re.compile(r"(.)\1{3,}", re.DOTALL)  # a character repeated 4+ times in a row
+_LATIN1_LETTERS = re.compile("[\u00c0-\u00ff\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u02c6\u02dc\u2018-\u201e"
+                             "\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122]")
+_MOJIBAKE_MARKERS = ("锟斤拷", "烫烫烫", "屯屯屯", "\ufffd")
+# Hanzi that UTF-8 Chinese read as GBK is made of and ordinary text almost never uses: the GBK decodings of
+# the 1,000 most frequent characters in ../shared/data, less the 2,500 most frequent there (0.007% of real
+# text; a third of mojibake). tests/test_filters.py checks both shares.
+_GBK_MOJIBAKE = frozenset(
+    "鍙涓鍏浜浠鍗缁鏈鍒鍚璇瀹澶鎵璐涔浼搴璁鍐杩浣鐢鏉閫灏鍛鎴鍥寮鏂鍔寰鐩甯闄鎬鏃閲瀛鐗宸鏍鏋姝瑙绾鏄琛濂棰鏀杞鏁鎷"
+    "鎶姹灞鍦瀵娌骞鍑鐜淇闈闂鑰绉姣鍝鍖褰绛杈娲鎺闃绔鍊娆鐪鍘缃璧鍩绗鎭鏇蹇鍋娴绠娓鎹楠椤璺璋绌鍧鑲鑸娉鑷濡绀閭姘"
+    "鐭鐮鏌鎸鐧娑棣鐣椋渚钀鏅濮闆绂瓒鑾濉闅妫閿閰鐨鑺鑳缇鍓鎻鐞铓鑹琚閮閽鐐闀鎰鎯寤鍟闇鑱绋閾鐙澹瑁绫榛鑻妗澧鐥"
+    "绱绁鍠鐖娣鐘鑽婕鑴宀绮闊鐤璞鍞鑿鍜瑕閬楂瑗鐫绯鐒椹鍨鍣韬纭鍍鐏鍎妯璀鎮鐓瑷鐑鐚婧鐝濞婊鍕娈婵榫鎿鍡鏆椴楸鎾"
+    "鑼缂绐钃楹铔濠妤钘椁鍌钁鎽妞钂鐡")
+
+
+def ratio(count: int, total: int) -> float:
+    return count / total if total else 0.0
+
+
+def cjk_ratio(text: str) -> float:
+    """Share of CJK ideographs among the word characters (letters, digits, ideographs); 0 for none."""
+    return ratio(len(CJK.findall(text)), len(_WORD.findall(text)))
+
+
+def markup_ratio(text: str) -> float:
+    """Share of characters in markup or code tokens (tags, entities, attributes, braces, keywords, operators)."""
+    return ratio(sum(len(m) for m in _MARKUP.findall(text)), len(text))
+
+
+def url_ratio(text: str) -> float:
+    return ratio(sum(len(m) for m in _URL.findall(text)), len(text))
+
+
+def symbol_ratio(text: str) -> float:
+    """Share of non-space characters that are neither word characters nor prose punctuation (★, emoji, ■, ~, #...)."""
+    return ratio(len(_SYMBOLS.findall(text)), len(text) - text.count(" ") - text.count("\n"))
+
+
+def mojibake_ratio(text: str) -> float:
+    """The larger of: the share of word characters that are Latin-1 letters and cp1252 punctuation (UTF-8 or GBK
+    bytes read as Latin-1: "ä¸­æ–‡", "ÖÐÎÄ"), and the share of ideographs typical of UTF-8 read as GBK ("涓枃");
+    1.0 where a replacement marker ("锟斤拷", U+FFFD) appears."""
+    if any(marker in text for marker in _MOJIBAKE_MARKERS):
+        return 1.0
+    words = len(_WORD.findall(text))
+    latin = ratio(len(_LATIN1_LETTERS.findall(text)), words)
+    hanzi = CJK.findall(text)
+    gbk = ratio(sum(ch in _GBK_MOJIBAKE for ch in hanzi), len(hanzi))
+    return max(latin, gbk)
+
+
+def char_repetition_ratio(text: str) -> float:
+    """Share of characters inside runs of one character repeated 4+ times ("哈哈哈哈", "!!!!")."""
+    return ratio(sum(len(m.group()) for m in _RUN.finditer(text)), len(text))
+
+
+def ngram_repetition_ratio(text: str, n: int) -> float:
+    """Share of character n-grams that repeat an earlier one: 0 for varied text, near 1 for a phrase said over."""
+    total = len(text) - n + 1
+    if total < 2 * n:
+        return 0.0
+    return 1.0 - len({text[i:i + n] for i in range(total)}) / total
+
+
+def duplicate_line_ratio(text: str) -> float:
+    lines = text.split("\n")
+    return 1.0 - len(set(lines)) / len(lines) if len(lines) >= 3 else 0.0
+
+
+@dataclass(frozen=True)
+class CjkRatioRule:
+    """Drop a pair whose `side` has too small a share of Chinese characters (another language, codes, numbers)."""
+
+    side: str
+    min_ratio: float
+
+    def __call__(self, pair: Pair) -> Optional[Drop]:
+        value = cjk_ratio(side_text(pair, self.side))
+        if value < self.min_ratio:
+            return Drop(f"{self.side}_low_cjk_ratio", f"CJK share {value:.2f} < {self.min_ratio:.2f}")
+        return None
+
+
+@dataclass(frozen=True)
+class NonTextRule:
+    """Drop a pair whose `side` is not prose: the first measure above its bound decides, in the order below.
+    A bound of None turns that measure off."""
+
+    side: str
+    max_url_ratio: Optional[float] = 0.3
+    max_markup_ratio: Optional[float] = 0.2
+    max_symbol_ratio: Optional[float] = 0.2
+    max_mojibake_ratio: Optional[float] = 0.2
+    max_char_repetition: Optional[float] = 0.3
+    max_ngram_repetition: Optional[float] = 0.4
+    ngram: int = 5
+    max_duplicate_line_ratio: Optional[float] = 0.3
+
+    def __call__(self, pair: Pair) -> Optional[Drop]:
+        text = side_text(pair, self.side)
+        if not text:
+            return None
+        checks = (
+            ("url", self.max_url_ratio, url_ratio),
+            ("markup", self.max_markup_ratio, markup_ratio),
+            ("mojibake", self.max_mojibake_ratio, mojibake_ratio),
+            ("symbols", self.max_symbol_ratio, symbol_ratio),
+            ("char_repetition", self.max_char_repetition, char_repetition_ratio),
+            ("duplicate_lines", self.max_duplicate_line_ratio, duplicate_line_ratio),
+            ("ngram_repetition", self.max_ngram_repetition, lambda t: ngram_repetition_ratio(t, self.ngram)),
+        )
+        for name, bound, measure in checks:
+            if bound is not None:
+                value = measure(text)
+                if value > bound:
+                    return Drop(f"{self.side}_{name}", f"{name} ratio {value:.2f} > {bound:.2f}")
+        return None
