@@ -27,12 +27,12 @@ def general_rules(loaded: LoadedConfig) -> list:
         rules.append(LengthRule(side, limits.min_length, limits.max_length, unit, per_kind))
     if filters.max_length_ratio is not None:
         rules.append(LengthRatioRule(filters.max_length_ratio, unit))
+    for side in ("query", "passage"):  # before the CJK share, so mojibake and markup are named as such
+        rules.append(NonTextRule(side, **filters.nontext.model_dump()))
     for side in ("query", "passage"):
         limits = getattr(filters, side)
         if limits.min_cjk_ratio is not None:
             rules.append(CjkRatioRule(side, limits.min_cjk_ratio))
-    for side in ("query", "passage"):
-        rules.append(NonTextRule(side, **filters.nontext.model_dump()))
     if filters.pii.action == "drop":
         rules.append(PiiRule(tuple(filters.pii.types)))
     if filters.malicious.enabled and filters.malicious.categories:

@@ -5,10 +5,10 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from cmtp.pipelines.config import LoadedConfig
+from cmtp.pipelines.rules import general_rules
 from cmtp.schemas import PAIR_SCHEMA, REJECT_SCHEMA
 from cmtp.transforms.exact_dedup import ExactDedup
 from cmtp.transforms.extract import ExtractPairs
-from cmtp.pipelines.rules import general_rules
 from cmtp.transforms.filters import GeneralFilter
 from cmtp.transforms.filters.pii import MaskPii
 from cmtp.transforms.io import WriteParquetShards

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from beam_helpers import run_transform
 from cmtp.schemas import Pair, pair_id
 from cmtp.transforms.filters import GeneralFilter
 from cmtp.transforms.filters.base import first_drop
@@ -23,8 +24,6 @@ from cmtp.transforms.filters.nontext import (
 from cmtp.transforms.filters.pair import BoilerplateRule, EmptySideRule, SameTextRule, compact
 from cmtp.transforms.filters.pii import PiiRule, find_pii, luhn, mask_pii, valid_id_card
 from cmtp.transforms.normalize import normalize_text
-
-from beam_helpers import run_transform
 
 
 def make_pair(query: str, passage: str, kind: str = "title_body") -> Pair:

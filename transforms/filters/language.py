@@ -15,7 +15,6 @@ from typing import Optional
 from cmtp.schemas import Pair
 from cmtp.transforms.filters.base import Drop, side_text
 
-
 _CJK_CHAR = re.compile("([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff])")
 _SPACES = re.compile(r"\s+")
 _KANA = re.compile("[\u3040-\u30ff]")

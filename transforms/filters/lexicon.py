@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
+from cmtp.configs import LEXICONS  # configs/lexicons/<lang>/<category>.txt, shipped as package data
 from cmtp.schemas import Pair
 from cmtp.transforms.filters.base import Drop
 
-from cmtp.configs import LEXICONS  # configs/lexicons/<lang>/<category>.txt, shipped as package data
 _NOT_WORD = re.compile(r"[\W_]+")
 _SPELLED_APART = re.compile(r"\b(?:[a-z0-9][\W_]+){2,}[a-z0-9]\b")
 

@@ -14,7 +14,7 @@ CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]
 _WORD = re.compile(r"\w")
 _URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s\u3000-\u303f\uff01-\uff60\u4e00-\u9fff]+", re.IGNORECASE)
 _MARKUP = re.compile(
-    r"</?[a-zA-Z][^<>\n]{0,80}>|&#?\w{2,8};|\b(?:class|style|href|src|width|height|id|onclick)\s*=\s*[\"']?"
+    r"</?(?!(?:EMAIL|ID_CARD|BANK_CARD|PHONE|QQ|WECHAT)>)[a-zA-Z][^<>\n]{0,80}>|&#?\w{2,8};|\b(?:class|style|href|src|width|height|id|onclick)\s*=\s*[\"']?"
     r"|[a-z-]+\s*:\s*[^;{}\n]{1,40};|\{|\}|\b(?:function|var|let|const|return|def|import|public|static|void|"
     r"printf?|console\.log|null|undefined|True|False|None|elif|endif|#include)\b|==|!=|=>|->|&&|\|\||\+\+|\[\]|\(\)"
 )

@@ -1,7 +1,8 @@
 """Personal data in Chinese web text: find it, then mask it with a typed placeholder or drop the pair.
 
 Types: mainland mobile numbers; resident ID numbers (GB 11643, checksum and birth date checked, so an
-18-digit order number is left alone); bank card numbers (16-19 digits passing Luhn); emails; QQ
+18-digit order number is left alone); bank card numbers (16-19 digits with a card network's prefix, passing Luhn: 1 in 10 random numbers
+pass Luhn alone); emails; QQ
 numbers and WeChat ids (only after a "QQ" / "微信" label: bare digits are too ambiguous).
 """
 from __future__ import annotations
@@ -54,7 +55,8 @@ def _digits(text: str) -> str:
 _PATTERNS: tuple[tuple[str, re.Pattern, int, Optional[Callable[[str], bool]]], ...] = (
     ("email", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), 0, None),
     ("id_card", re.compile(r"(?<![0-9A-Za-z])([1-9]\d{16}[0-9Xx])(?![0-9A-Za-z])"), 1, valid_id_card),
-    ("bank_card", re.compile(r"(?<![0-9])((?:\d[ -]?){15,18}\d)(?![0-9])"), 1, lambda s: luhn(_digits(s))),
+    ("bank_card", re.compile(r"(?<![0-9])((?:3[47]|35|4|5[1-5]|62|60|65)(?:\d[ -]?){13,16}\d)(?![0-9])"), 1,
+     lambda s: luhn(_digits(s))),
     ("phone", re.compile(r"(?<![0-9])((?:\+?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4})(?![0-9])"), 1, None),
     ("qq", re.compile(r"(?:QQ|qq|Qq|扣扣)\s*(?:号码|号|群)?\s*[:：]?\s*([1-9]\d{4,11})(?![0-9])"), 1, None),
     ("wechat", re.compile(r"(?:微信|weixin|WeChat|wechat|VX|vx|Vx|wx|WX)\s*(?:号)?\s*[:：]?\s*([a-zA-Z][-_a-zA-Z0-9]{5,19})"),
