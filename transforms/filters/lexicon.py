@@ -15,6 +15,7 @@ from typing import Iterable, Mapping, Optional
 from cmtp.configs import LEXICONS  # configs/lexicons/<lang>/<category>.txt, shipped as package data
 from cmtp.schemas import Pair
 from cmtp.transforms.filters.base import Drop
+from cmtp.transforms.filters.pair import compact
 
 _NOT_WORD = re.compile(r"[\W_]+")
 _SPELLED_APART = re.compile(r"\b(?:[a-z0-9][\W_]+){2,}[a-z0-9]\b")
@@ -27,8 +28,7 @@ def read_lexicon(path) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-def compact_zh(text: str) -> str:
-    return _NOT_WORD.sub("", text.lower())
+compact_zh = compact  # the same compaction the pair rules use (and cache)
 
 
 def compact_en(text: str) -> str:

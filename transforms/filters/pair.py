@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import FrozenSet, Optional
 
 from cmtp.schemas import Pair
@@ -11,6 +12,7 @@ from cmtp.transforms.filters.base import Drop
 _NOT_WORD = re.compile(r"[\W_]+")
 
 
+@lru_cache(maxsize=256)  # several rules compact the same two sides of a pair in a row
 def compact(text: str) -> str:
     """Lower-case word characters only: what is left when spaces, punctuation and symbols are taken out."""
     return _NOT_WORD.sub("", text.lower())

@@ -51,26 +51,28 @@ def _digits(text: str) -> str:
     return re.sub(r"\D", "", text)
 
 
-# (type, pattern, the group to mask, validator of that group's text or None); checked in this order
-_PATTERNS: tuple[tuple[str, re.Pattern, int, Optional[Callable[[str], bool]]], ...] = (
-    ("email", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), 0, None),
-    ("id_card", re.compile(r"(?<![0-9A-Za-z])([1-9]\d{16}[0-9Xx])(?![0-9A-Za-z])"), 1, valid_id_card),
-    ("bank_card", re.compile(r"(?<![0-9])((?:3[47]|35|4|5[1-5]|62|60|65)(?:\d[ -]?){13,16}\d)(?![0-9])"), 1,
+_LONG_NUMBER = re.compile(r"\d{6}|\d{4}[ -]\d{4}")
+_PHONE_HINT = re.compile(r"1[3-9]\d")
+_QQ_HINT = re.compile(r"qq|扣扣", re.IGNORECASE)
+_WECHAT_HINT = re.compile(r"信|wx|vx|wechat|weixin", re.IGNORECASE)
+# (type, a cheap test a text must pass before the pattern is tried, pattern, group to mask, validator)
+_PATTERNS: tuple[tuple[str, Callable[[str], object], re.Pattern, int, Optional[Callable[[str], bool]]], ...] = (
+    ("email", lambda t: "@" in t, re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), 0, None),
+    ("id_card", _LONG_NUMBER.search, re.compile(r"(?<![0-9A-Za-z])([1-9]\d{16}[0-9Xx])(?![0-9A-Za-z])"), 1, valid_id_card),
+    ("bank_card", _LONG_NUMBER.search, re.compile(r"(?<![0-9])((?:3[47]|35|4|5[1-5]|62|60|65)(?:\d[ -]?){13,16}\d)(?![0-9])"), 1,
      lambda s: luhn(_digits(s))),
-    ("phone", re.compile(r"(?<![0-9])((?:\+?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4})(?![0-9])"), 1, None),
-    ("qq", re.compile(r"(?:QQ|qq|Qq|扣扣)\s*(?:号码|号|群)?\s*[:：]?\s*([1-9]\d{4,11})(?![0-9])"), 1, None),
-    ("wechat", re.compile(r"(?:微信|weixin|WeChat|wechat|VX|vx|Vx|wx|WX)\s*(?:号)?\s*[:：]?\s*([a-zA-Z][-_a-zA-Z0-9]{5,19})"),
+    ("phone", _PHONE_HINT.search, re.compile(r"(?<![0-9])((?:\+?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4})(?![0-9])"), 1, None),
+    ("qq", _QQ_HINT.search, re.compile(r"(?:QQ|qq|Qq|扣扣)\s*(?:号码|号|群)?\s*[:：]?\s*([1-9]\d{4,11})(?![0-9])"), 1, None),
+    ("wechat", _WECHAT_HINT.search, re.compile(r"(?:微信|weixin|WeChat|wechat|VX|vx|Vx|wx|WX)\s*(?:号)?\s*[:：]?\s*([a-zA-Z][-_a-zA-Z0-9]{5,19})"),
      1, None),
 )
 
 
 def find_pii(text: str, types: Sequence[str] = PII_TYPES) -> list[tuple[str, int, int]]:
     """(type, start, end) of each piece of personal data, without overlaps, in text order."""
-    if not any(ch.isdigit() for ch in text) and "@" not in text and "信" not in text and "x" not in text.lower():
-        return []
     found: list[tuple[str, int, int]] = []
-    for kind, pattern, group, valid in _PATTERNS:
-        if kind not in types:
+    for kind, hint, pattern, group, valid in _PATTERNS:
+        if kind not in types or not hint(text):
             continue
         for match in pattern.finditer(text):
             start, end = match.span(group)
