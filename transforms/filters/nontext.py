@@ -10,12 +10,13 @@ from typing import Optional
 
 from cmtp.schemas import Pair
 from cmtp.transforms.filters.base import Drop, side_text
+from cmtp.transforms.filters.pair import compact
 
 CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 # counting by deleting everything else is 3x faster than findall's list of one-character strings
 _NOT_CJK = re.compile("[^\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]+")
 _NOT_WORD = re.compile(r"[\W_]+")
-_MARKUP_HINT = re.compile(r"[A-Za-z<>{}=&;|+\-\[\]()]")
+_MARKUP_HINT = re.compile(r"[<>{}=&|]|\(\)|\+\+|->")  # no markup or code token gets far without one
 _URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s\u3000-\u303f\uff01-\uff60\u4e00-\u9fff]+", re.IGNORECASE)
 _MARKUP = re.compile(
     r"</?(?!(?:EMAIL|ID_CARD|BANK_CARD|PHONE|QQ|WECHAT)>)[a-zA-Z][^<>\n]{0,80}>|&#?\w{2,8};|\b(?:class|style|href|src|width|height|id|onclick)\s*=\s*[\"']?"
@@ -39,6 +40,13 @@ _GBK_MOJIBAKE = frozenset(
 _GBK_MOJIBAKE_RUN = re.compile("[" + "".join(sorted(_GBK_MOJIBAKE)) + "]")
 
 
+_MOJIBAKE_HINT = re.compile(_LATIN1_LETTERS.pattern[:-1] + "".join(sorted(_GBK_MOJIBAKE)) + "]")
+# One search that any text with markup, mojibake or symbols matches: most real text does not, and then
+# those three measures are 0 without running them.
+_SUSPECT = re.compile("|".join((_SYMBOLS.pattern, _MARKUP_HINT.pattern, _LATIN1_LETTERS.pattern,
+                                _GBK_MOJIBAKE_RUN.pattern, "\ufffd")))
+
+
 def ratio(count: int, total: int) -> float:
     return count / total if total else 0.0
 
@@ -48,8 +56,9 @@ def count_cjk(text: str) -> int:
 
 
 def count_word_chars(text: str) -> int:
-    """Letters, digits and ideographs (underscore aside)."""
-    return len(_NOT_WORD.sub("", text))
+    """Letters, digits and ideographs (underscore aside): the length of the compacted text, which the pair
+    rules have usually computed (and cached) already."""
+    return len(compact(text))
 
 
 @lru_cache(maxsize=256)  # the CJK-share rule and the language rule ask about the same sides
@@ -66,6 +75,8 @@ def markup_ratio(text: str) -> float:
 
 
 def url_ratio(text: str) -> float:
+    if "://" not in text and "www." not in text and "WWW." not in text:
+        return 0.0
     return ratio(sum(len(m) for m in _URL.findall(text)), len(text))
 
 
@@ -80,10 +91,10 @@ def mojibake_ratio(text: str) -> float:
     1.0 where a replacement marker ("锟斤拷", U+FFFD) appears."""
     if any(marker in text for marker in _MOJIBAKE_MARKERS):
         return 1.0
+    if not _MOJIBAKE_HINT.search(text):  # one scan for both kinds; most text has neither
+        return 0.0
     latin = len(_LATIN1_LETTERS.findall(text))
     gbk = len(_GBK_MOJIBAKE_RUN.findall(text))
-    if not latin and not gbk:
-        return 0.0
     return max(ratio(latin, count_word_chars(text)), ratio(gbk, count_cjk(text)))
 
 
@@ -101,9 +112,9 @@ def ngram_repetition_ratio(text: str, n: int, at_least: float = 0.0) -> float:
     needs at most (1 - r) * total + n distinct characters, and a set of characters is cheaper.
     """
     total = len(text) - n + 1
-    if total < 2 * n:
+    if total < 4 * n:  # a title-length text: too short for the share to mean anything
         return 0.0
-    if at_least and len(set(text)) > (1 - at_least) * total + n:
+    if at_least and total > 200 and len(set(text)) > (1 - at_least) * total + n:  # rarely prunes short texts
         return 0.0
     starts = range(0, total, 2)
     return 1.0 - len({text[i:i + n] for i in starts}) / len(starts)
@@ -126,6 +137,9 @@ class CjkRatioRule:
         if value < self.min_ratio:
             return Drop(f"{self.side}_low_cjk_ratio", f"CJK share {value:.2f} < {self.min_ratio:.2f}")
         return None
+
+
+_NEED_SUSPECT = frozenset({"markup", "mojibake", "symbols"})
 
 
 @dataclass(frozen=True)
@@ -160,7 +174,10 @@ class NonTextRule:
         text = side_text(pair, self.side)
         if not text:
             return None
+        suspect = _SUSPECT.search(text) is not None
         for name, bound, measure in self._checks:
+            if not suspect and name in _NEED_SUSPECT:
+                continue
             value = measure(text)
             if value > bound:
                 return Drop(f"{self.side}_{name}", f"{name} ratio {value:.2f} > {bound:.2f}")

@@ -51,10 +51,17 @@ def _digits(text: str) -> str:
     return re.sub(r"\D", "", text)
 
 
-_LONG_NUMBER = re.compile(r"\d{6}|\d{4}[ -]\d{4}")
-_PHONE_HINT = re.compile(r"1[3-9]\d")
-_QQ_HINT = re.compile(r"qq|扣扣", re.IGNORECASE)
-_WECHAT_HINT = re.compile(r"信|wx|vx|wechat|weixin", re.IGNORECASE)
+# the cheap tests: plain `in` checks cost a tenth of a regex search; an ASCII class beats \d (Unicode)
+_LONG_NUMBER = re.compile(r"[0-9]{4}[ -]?[0-9]{2}")  # no alternation: the scan stays fast
+_PHONE_HINT = re.compile(r"1[3-9][0-9]")
+
+
+def _qq_hint(text: str) -> bool:
+    return "q" in text or "Q" in text or "扣" in text
+
+
+def _wechat_hint(text: str) -> bool:
+    return "信" in text or "x" in text or "X" in text or "W" in text
 # (type, a cheap test a text must pass before the pattern is tried, pattern, group to mask, validator)
 _PATTERNS: tuple[tuple[str, Callable[[str], object], re.Pattern, int, Optional[Callable[[str], bool]]], ...] = (
     ("email", lambda t: "@" in t, re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), 0, None),
@@ -62,8 +69,8 @@ _PATTERNS: tuple[tuple[str, Callable[[str], object], re.Pattern, int, Optional[C
     ("bank_card", _LONG_NUMBER.search, re.compile(r"(?<![0-9])((?:3[47]|35|4|5[1-5]|62|60|65)(?:\d[ -]?){13,16}\d)(?![0-9])"), 1,
      lambda s: luhn(_digits(s))),
     ("phone", _PHONE_HINT.search, re.compile(r"(?<![0-9])((?:\+?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4})(?![0-9])"), 1, None),
-    ("qq", _QQ_HINT.search, re.compile(r"(?:QQ|qq|Qq|扣扣)\s*(?:号码|号|群)?\s*[:：]?\s*([1-9]\d{4,11})(?![0-9])"), 1, None),
-    ("wechat", _WECHAT_HINT.search, re.compile(r"(?:微信|weixin|WeChat|wechat|VX|vx|Vx|wx|WX)\s*(?:号)?\s*[:：]?\s*([a-zA-Z][-_a-zA-Z0-9]{5,19})"),
+    ("qq", _qq_hint, re.compile(r"(?:QQ|qq|Qq|扣扣)\s*(?:号码|号|群)?\s*[:：]?\s*([1-9]\d{4,11})(?![0-9])"), 1, None),
+    ("wechat", _wechat_hint, re.compile(r"(?:微信|weixin|WeChat|wechat|VX|vx|Vx|wx|WX)\s*(?:号)?\s*[:：]?\s*([a-zA-Z][-_a-zA-Z0-9]{5,19})"),
      1, None),
 )
 
@@ -71,8 +78,13 @@ _PATTERNS: tuple[tuple[str, Callable[[str], object], re.Pattern, int, Optional[C
 def find_pii(text: str, types: Sequence[str] = PII_TYPES) -> list[tuple[str, int, int]]:
     """(type, start, end) of each piece of personal data, without overlaps, in text order."""
     found: list[tuple[str, int, int]] = []
+    hints: dict = {}  # id_card and bank_card share theirs: test it once
     for kind, hint, pattern, group, valid in _PATTERNS:
-        if kind not in types or not hint(text):
+        if kind not in types:
+            continue
+        if hint not in hints:
+            hints[hint] = hint(text)
+        if not hints[hint]:
             continue
         for match in pattern.finditer(text):
             start, end = match.span(group)
