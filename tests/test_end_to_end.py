@@ -131,10 +131,21 @@ def test_sample_config_shows_every_reject_path(tmp_path):
         ("csl_sample.tsv", "line 21", "below_threshold"),
         ("cmrc2018_sample.json", "data[2].paragraphs[0].qas[2]", "empty_question"),
         ("cmrc2018_sample.json", "data[4].paragraphs[0].qas[0]", "empty_context"),
+        ("web_text_zh_noisy.json", "line 1", "passage_flagged_ads"),
+        ("web_text_zh_noisy.json", "line 2", "passage_flagged_gambling"),
+        ("web_text_zh_noisy.json", "line 5", "passage_mojibake"),
+        ("web_text_zh_noisy.json", "line 6", "passage_language"),
+        ("web_text_zh_noisy.json", "line 7", "boilerplate_passage"),
     ]:
         assert expected in found, expected
     kept = read_dir(tmp_path / "sample" / "data", PAIR_SCHEMA)
     assert {row["source"] for row in kept} == set(REGISTRY)
     assert any(Path(row["file"]).name == "csl_sample_gb18030.tsv" for row in kept)
+    noisy = {row["position"]: row for row in kept if row["file"].endswith("web_text_zh_noisy.json")}
+    assert "<PHONE>" in noisy["line 3"]["passage"] and "13812345678" not in noisy["line 3"]["passage"]
+    assert "<div" not in noisy["line 4"]["passage"] and noisy["line 4"]["passage"].startswith("可以使用浏览器自带的")
+    assert noisy["line 8"]["flags"].startswith("passage_flagged_abuse:")
+    assert report["sources"]["zhihu"]["pii_masked"] == {"phone": 1}
+    assert report["sources"]["zhihu"]["flagged"] == {"passage_flagged_abuse": 1}
     every_kind = {kind for source in REGISTRY.values() for kind in source.kinds}
     assert {row["kind"] for row in kept} | {r["kind"] for r in rejects if r["kind"]} == every_kind
