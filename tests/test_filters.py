@@ -174,3 +174,26 @@ def test_general_filter_routes_drops_to_rejects_and_keeps_flags():
     assert len(flagged) == 1 and flagged[0].flags.startswith("passage_flagged_abuse:matched")
     (reject,) = out["rejects"]
     assert (reject.reason, reject.stage, reject.detail) == ("passage_too_short", "filter", "1 chars < 5")
+
+
+def test_english_config_uses_word_lengths_english_lexicons_and_english_language_id(tmp_path):
+    from cmtp.pipelines.config import load_config
+    from cmtp.pipelines.rules import general_rules
+
+    from conftest import SAMPLE, write_config
+
+    config = write_config(tmp_path / "en.yaml", {"wudao": [SAMPLE / "wudao" / "*"]}, extra="filters: {lang: en}\n")
+    rules = general_rules(load_config(str(config)))
+
+    def verdict(query: str, passage: str):
+        drop = first_drop(rules, make_pair(query, passage))
+        return drop.reason if drop else "kept"
+
+    assert verdict("What is a black hole?", "A black hole is a region of spacetime where gravity is so strong "
+                   "that nothing, not even light, can escape from it.") == "kept"
+    assert verdict("Best deals", "Visit our ONLINE CASINO tonight and win big with free spins for new players.") == \
+        "passage_flagged_gambling"
+    assert verdict("Black holes", "Un trou noir est une région de l'espace-temps dont rien, pas même la lumière, "
+                   "ne peut s'échapper.") == "passage_language"
+    assert verdict("Black holes", "黑洞是时空中引力极强的区域，任何物质甚至光都无法从中逃逸出来。") == "passage_too_short"  # 1 word
+    assert verdict("Thanks", "Two words") == "passage_too_short"  # 3 words at least, in words not characters
