@@ -10,6 +10,7 @@ PACKAGES = {
     "cmtp.pipelines": "pipelines",
     "cmtp.transforms": "transforms",
     "cmtp.transforms.sources": "transforms/sources",
+    "cmtp.transforms.filters": "transforms/filters",
     "cmtp.schemas": "schemas",
     "cmtp.configs": "configs",  # run configs and the lexicons rules read by default
 }
