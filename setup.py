@@ -4,16 +4,26 @@ The folders keep the names our users asked for (pipelines/, transforms/, schemas
 installed, they are `cmtp.pipelines`, `cmtp.transforms`, `cmtp.schemas`, so nothing
 claims a generic top-level name in site-packages.
 """
+import os
+
 from setuptools import setup
 
-PACKAGES = {
-    "cmtp.pipelines": "pipelines",
-    "cmtp.transforms": "transforms",
-    "cmtp.transforms.sources": "transforms/sources",
-    "cmtp.transforms.filters": "transforms/filters",
-    "cmtp.schemas": "schemas",
-    "cmtp.configs": "configs",  # run configs and the lexicons rules read by default
-}
+FOLDERS = ("pipelines", "transforms", "schemas", "configs")
+
+
+def packages() -> dict[str, str]:
+    """Every folder with an __init__.py under the top-level folders, as cmtp.<dotted path> -> folder."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    found = {}
+    for top in FOLDERS:
+        for path, _, files in sorted(os.walk(os.path.join(here, top))):
+            if "__init__.py" in files:
+                folder = os.path.relpath(path, here)
+                found["cmtp." + folder.replace(os.sep, ".")] = folder
+    return found
+
+
+PACKAGES = packages()
 
 setup(
     name="cmtp",
