@@ -179,7 +179,6 @@ def test_general_filter_routes_drops_to_rejects_and_keeps_flags():
 def test_english_config_uses_word_lengths_english_lexicons_and_english_language_id(tmp_path):
     from cmtp.pipelines.config import load_config
     from cmtp.pipelines.rules import general_rules
-
     from conftest import SAMPLE, write_config
 
     config = write_config(tmp_path / "en.yaml", {"wudao": [SAMPLE / "wudao" / "*"]}, extra="filters: {lang: en}\n")
