@@ -58,6 +58,7 @@ def test_nontext_and_cjk_rules_keep_nearly_all_real_prose(real_pairs):
     ("★★★★☆☆☆ ■■■■ ◆◆◆ ※※※ ♥♥♥ 好评 ☺☺☺☺", "passage_symbols"),
     ("ä¸\xadæ–‡ç½‘ç«™çš„ç¼–ç é—®é¢˜ä¸\xadæ–‡ç½‘ç«™", "passage_mojibake"),
     ("平安信用卡上门激活失败的主要原因".encode("utf-8").decode("gbk", errors="replace"), "passage_mojibake"),
+    ("文件打开以后显示锟斤拷锟斤拷,完全无法阅读里面的内容", "passage_mojibake"),
     ("哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈这个太好笑了", "passage_char_repetition"),
     ("这个产品真的很好用。" * 6, "passage_ngram_repetition"),
     ("第一行内容\n重复的行\n重复的行\n重复的行\n重复的行", "passage_duplicate_lines"),

@@ -16,7 +16,7 @@ CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]
 # counting by deleting everything else is 3x faster than findall's list of one-character strings
 _NOT_CJK = re.compile("[^\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]+")
 _NOT_WORD = re.compile(r"[\W_]+")
-_MARKUP_HINT = re.compile(r"[<>{}=&|]|\(\)|\+\+|->")  # no markup or code token gets far without one
+_MARKUP_HINT = re.compile(r"[<>{}=&|]")  # with "()", "->" and "++": no markup or code token gets far without one
 _URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s\u3000-\u303f\uff01-\uff60\u4e00-\u9fff]+", re.IGNORECASE)
 _MARKUP = re.compile(
     r"</?(?!(?:EMAIL|ID_CARD|BANK_CARD|PHONE|QQ|WECHAT)>)[a-zA-Z][^<>\n]{0,80}>|&#?\w{2,8};|\b(?:class|style|href|src|width|height|id|onclick)\s*=\s*[\"']?"
@@ -40,11 +40,11 @@ _GBK_MOJIBAKE = frozenset(
 _GBK_MOJIBAKE_RUN = re.compile("[" + "".join(sorted(_GBK_MOJIBAKE)) + "]")
 
 
-_MOJIBAKE_HINT = re.compile(_LATIN1_LETTERS.pattern[:-1] + "".join(sorted(_GBK_MOJIBAKE)) + "]")
+_MOJIBAKE_HINT = re.compile(_LATIN1_LETTERS.pattern[:-1] + "".join(sorted(_GBK_MOJIBAKE)) + "锟烫屯]")
 # One search that any text with markup, mojibake or symbols matches: most real text does not, and then
 # those three measures are 0 without running them.
-_SUSPECT = re.compile("|".join((_SYMBOLS.pattern, _MARKUP_HINT.pattern, _LATIN1_LETTERS.pattern,
-                                _GBK_MOJIBAKE_RUN.pattern, "\ufffd")))
+# (Markup's hint characters <>{}=&|+ are symbols already; only "()" needs its own alternative.)
+_SUSPECT = re.compile("|".join((_SYMBOLS.pattern, _MOJIBAKE_HINT.pattern, r"\(\)")))
 
 
 def ratio(count: int, total: int) -> float:
@@ -69,7 +69,7 @@ def cjk_ratio(text: str) -> float:
 
 def markup_ratio(text: str) -> float:
     """Share of characters in markup or code tokens (tags, entities, attributes, braces, keywords, operators)."""
-    if not _MARKUP_HINT.search(text):
+    if not _MARKUP_HINT.search(text) and "()" not in text and "->" not in text and "++" not in text:
         return 0.0
     return ratio(sum(len(m) for m in _MARKUP.findall(text)), len(text))
 

@@ -53,7 +53,7 @@ def _digits(text: str) -> str:
 
 # the cheap tests: plain `in` checks cost a tenth of a regex search; an ASCII class beats \d (Unicode)
 _LONG_NUMBER = re.compile(r"[0-9]{4}[ -]?[0-9]{2}")  # no alternation: the scan stays fast
-_PHONE_HINT = re.compile(r"1[3-9][0-9]")
+_PHONE_HINT = re.compile(r"1[3-9][0-9][ -]?[0-9]{4}[ -]?[0-9]{4}")  # a literal first character: a fast scan
 
 
 def _qq_hint(text: str) -> bool:
@@ -62,6 +62,12 @@ def _qq_hint(text: str) -> bool:
 
 def _wechat_hint(text: str) -> bool:
     return "信" in text or "x" in text or "X" in text or "W" in text
+
+
+# one scan that every labelled type (email, QQ, WeChat) needs to pass before its own test
+_LABELS = re.compile("[@qQ扣信xXW]")
+_LABELLED = frozenset({"email", "qq", "wechat"})
+
 # (type, a cheap test a text must pass before the pattern is tried, pattern, group to mask, validator)
 _PATTERNS: tuple[tuple[str, Callable[[str], object], re.Pattern, int, Optional[Callable[[str], bool]]], ...] = (
     ("email", lambda t: "@" in t, re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), 0, None),
@@ -79,9 +85,15 @@ def find_pii(text: str, types: Sequence[str] = PII_TYPES) -> list[tuple[str, int
     """(type, start, end) of each piece of personal data, without overlaps, in text order."""
     found: list[tuple[str, int, int]] = []
     hints: dict = {}  # id_card and bank_card share theirs: test it once
+    labels = None
     for kind, hint, pattern, group, valid in _PATTERNS:
         if kind not in types:
             continue
+        if kind in _LABELLED:
+            if labels is None:
+                labels = _LABELS.search(text) is not None
+            if not labels:
+                continue
         if hint not in hints:
             hints[hint] = hint(text)
         if not hints[hint]:
