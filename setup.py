@@ -48,6 +48,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8"],
+        "jieba": ["jieba>=0.42"],  # word shingles for near dedup (dedup.near.unit: jieba)
     },
     entry_points={"console_scripts": ["cmtp = cmtp.pipelines.cli:main"]},
 )

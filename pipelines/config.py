@@ -154,11 +154,15 @@ class NormalizeConfig(_Strict):
 
 class NearDedupConfig(_Strict):
     enabled: bool = True
+    unit: Literal["char", "jieba", "word"] = "char"  # character n-grams; jieba words; whitespace words (English)
     ngram: int = Field(default=5, ge=1)
     num_perm: int = Field(default=128, ge=16, le=1024)
-    threshold: float = Field(default=0.8, gt=0.0, lt=1.0)
+    threshold: float = Field(default=0.7, gt=0.0, lt=1.0)  # measured: tests/test_near_dedup_quality.py
     seed: int = 1
+    fold_traditional: bool = True  # Traditional and Simplified copies are the same text
     scope: Literal["passage", "query", "pair"] = "passage"
+    within_source: bool = False  # only pairs of the same source are compared
+    rounds: int = Field(default=5, ge=1, le=20)  # label-propagation rounds for connected components
 
     @property
     def bands_rows(self) -> tuple[int, int]:
@@ -166,9 +170,20 @@ class NearDedupConfig(_Strict):
         return lsh_shape(self.threshold, self.num_perm)
 
 
+class ExactDedupConfig(_Strict):
+    pair: bool = True  # identical normalized (query, passage)
+    passage: bool = True  # identical normalized passage
+    within_source: bool = False
+
+
+class SurvivorConfig(_Strict):
+    quality: Literal["length", "none"] = "length"  # after source priority, before the id
+
+
 class DedupConfig(_Strict):
-    exact: bool = True
+    exact: ExactDedupConfig = ExactDedupConfig()
     near: NearDedupConfig = NearDedupConfig()
+    survivor: SurvivorConfig = SurvivorConfig()
 
 
 class ScoringConfig(_Strict):

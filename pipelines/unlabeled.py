@@ -52,17 +52,22 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
     pairs = filtered.pairs
     rejects.append(filtered.rejects)
 
-    order = SurvivorOrder(config.priorities)
-    if config.dedup.exact:
-        exact = pairs | "ExactDedup" >> ExactDedup(order)
-        pairs = exact.pairs
-        rejects.append(exact.rejects)
+    order = SurvivorOrder(config.priorities, config.dedup.survivor.quality)
+    exact_config = config.dedup.exact
+    for scope in ("pair", "passage"):
+        if getattr(exact_config, scope):
+            exact = pairs | f"ExactDedup {scope}" >> ExactDedup(order, scope, exact_config.within_source)
+            pairs = exact.pairs
+            rejects.append(exact.rejects)
     near_config = config.dedup.near
     if near_config.enabled:
-        near = pairs | "NearDedup" >> NearDedup(order, near_config.ngram, near_config.num_perm,
-                                                near_config.threshold, near_config.seed, near_config.scope)
-        pairs = near.pairs
-        rejects.append(near.rejects)
+        near = pairs | "NearDedup" >> NearDedup(order, near_config.ngram, near_config.num_perm, near_config.threshold,
+                                                near_config.seed, near_config.scope, near_config.unit,
+                                                near_config.within_source, near_config.rounds,
+                                                near_config.fold_traditional)
+        pairs = near["pairs"]
+        rejects.append(near["rejects"])
+        stats.append(near["stats"])
     scoring = config.scoring
     if scoring.enabled:
         scored = pairs | "SemanticFilter" >> SemanticFilter(scoring.backend, scoring.threshold, scoring.min_batch_size,
@@ -79,7 +84,8 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
         "files": {name: len(files) for name, files in sorted(loaded.files.items())},
         "scorer": {"backend": scoring.backend, "threshold": scoring.threshold} if scoring.enabled else None,
         "near_dedup": {"threshold": near_config.threshold, "num_perm": near_config.num_perm,
-                       "bands_rows": list(near_config.bands_rows), "ngram": near_config.ngram}
+                       "bands_rows": list(near_config.bands_rows), "ngram": near_config.ngram,
+                       "unit": near_config.unit, "scope": near_config.scope, "rounds": near_config.rounds}
         if near_config.enabled else None,
     }
     streams = {"stats": stats | "AllStats" >> beam.Flatten(), "records": records, "pairs": extracted_pairs,

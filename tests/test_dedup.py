@@ -73,3 +73,48 @@ def test_survivors_do_not_depend_on_input_order(seed):
     again = run_transform(NearDedup(SurvivorOrder({}), 5, 128, 0.8, 1), shuffled)
     assert sorted(p.id for p in first["pairs"]) == sorted(p.id for p in again["pairs"])
     assert sorted(r.detail for r in first["rejects"]) == sorted(r.detail for r in again["rejects"])
+
+
+def test_a_chain_of_near_duplicates_is_one_component_with_one_survivor():
+    # A~B and B~C but A and C share too little: connected components keep only the best of the three
+    words = "春眠不觉晓处处闻啼鸟夜来风雨声花落知多少白日依山尽黄河入海流欲穷千里目更上一层楼床前明月光疑是地上霜举头望明月低头思故乡"
+    a = words[:40]
+    b = words[4:44]
+    c = words[8:48]
+    hasher = MinHasher(3, 128, 0.7, 1)
+    from cmtp.transforms.near_dedup import estimated_jaccard
+    assert estimated_jaccard(hasher.signature(a), hasher.signature(c)) < 0.7
+    pairs = [make_pair("甲", a + "。" * 9, position="record 0"), make_pair("乙", b, position="record 1"),
+             make_pair("丙", c, position="record 2")]
+    out = run_transform(NearDedup(SurvivorOrder({}), 3, 128, 0.7, 1, rounds=3), pairs,
+                        ("pairs", "rejects", "stats"))
+    assert [p.position for p in out["pairs"]] == ["record 0"]
+    assert sorted(r.position for r in out["rejects"]) == ["record 1", "record 2"]
+    assert all(pairs[0].id in r.detail for r in out["rejects"])
+    assert out["stats"] == [(("near_dedup_unsettled", "", "", ""), 0)]
+
+
+def test_exact_passage_dedup_and_within_source_scope():
+    pairs = [make_pair("问题一", BASE, source="zhihu", position="line 1"),
+             make_pair("问题二", BASE, source="zhihu", position="line 2"),
+             make_pair("问题三", BASE, source="baike", position="line 3")]
+    out = run_transform(ExactDedup(SurvivorOrder({}), scope="passage"), pairs)
+    assert len(out["pairs"]) == 1 and {r.reason for r in out["rejects"]} == {"duplicate_passage"}
+    out = run_transform(ExactDedup(SurvivorOrder({}), scope="passage", within_source=True), pairs)
+    assert sorted(p.source for p in out["pairs"]) == ["baike", "zhihu"]
+
+
+def test_traditional_and_punctuation_copies_are_near_duplicates():
+    import opencc
+
+    traditional = opencc.OpenCC("s2t").convert(BASE)
+    assert traditional != BASE
+    out = run_transform(NearDedup(SurvivorOrder({}), 5, 128, 0.7, 1), [
+        make_pair("简体", BASE), make_pair("繁體", traditional), make_pair("标点", BASE.replace("，", " , "))])
+    assert len(out["pairs"]) == 1 and len(out["rejects"]) == 2
+
+
+def test_word_shingles_with_jieba_and_for_english():
+    assert shingles("深度学习是机器学习的分支", 2, "jieba") >= {"深度 学习", "学习 是"}
+    assert shingles("Deep learning is a branch of machine learning", 3, "word") >= {"deep learning is"}
+    assert shingles("Too short", 3, "word") == {"too short"}

@@ -1,4 +1,5 @@
-"""Exact dedup: pairs whose normalized (query, passage) are identical keep one survivor (stage `dedup`)."""
+"""Exact dedup: pairs whose normalized (query, passage), or whose normalized passage, are identical keep one
+survivor (stage `dedup`)."""
 from __future__ import annotations
 
 import hashlib
@@ -12,13 +13,16 @@ from cmtp.transforms.survivor import SurvivorOrder
 REJECTS = "rejects"
 
 
-def content_key(pair: Pair) -> bytes:
-    return hashlib.blake2b(f"{pair.query}\x1f{pair.passage}".encode("utf-8"), digest_size=16).digest()
+def content_key(pair: Pair, scope: str = "pair", within_source: bool = False) -> bytes:
+    text = pair.passage if scope == "passage" else f"{pair.query}\x1f{pair.passage}"
+    if within_source:
+        text = f"{pair.source}\x1f{text}"
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
 class _KeepOne(beam.DoFn):
-    def __init__(self, order: SurvivorOrder):
-        self._order = order
+    def __init__(self, order: SurvivorOrder, reason: str):
+        self._order, self._reason = order, reason
 
     def process(self, element):
         _, pairs = element
@@ -28,24 +32,27 @@ class _KeepOne(beam.DoFn):
             if self._order.key(pair) == best_key:
                 yield pair
             else:
-                Metrics.counter("dedup", "exact_duplicate").inc()
+                Metrics.counter("dedup", self._reason).inc()
                 yield beam.pvalue.TaggedOutput(REJECTS, Reject(
-                    id=pair.id, source=pair.source, stage="dedup", reason="exact_duplicate",
+                    id=pair.id, source=pair.source, stage="dedup", reason=self._reason,
                     detail=f"same text as {best.id} ({best.file} {best.position})", file=pair.file,
                     position=pair.position, kind=pair.kind, query=pair.query, passage=pair.passage))
 
 
 class ExactDedup(beam.PTransform):
-    """Pairs -> one survivor per identical (query, passage) (main) and the other copies (`rejects`)."""
+    """Pairs -> one survivor per identical (query, passage), or per identical passage with scope "passage" (main),
+    and the other copies (`rejects`, reason `exact_duplicate` or `duplicate_passage`)."""
 
-    def __init__(self, order: SurvivorOrder):
+    def __init__(self, order: SurvivorOrder, scope: str = "pair", within_source: bool = False):
         super().__init__()
-        self._order = order
+        self._order, self._scope, self._within = order, scope, within_source
 
     def expand(self, pairs):
+        scope, within = self._scope, self._within
+        reason = "duplicate_passage" if scope == "passage" else "exact_duplicate"
         return (
             pairs
-            | "ByContent" >> beam.Map(lambda pair: (content_key(pair), pair))
+            | "ByContent" >> beam.Map(lambda pair: (content_key(pair, scope, within), pair))
             | "Group" >> beam.GroupByKey()
-            | "KeepOne" >> beam.ParDo(_KeepOne(self._order)).with_outputs(REJECTS, main="pairs")
+            | "KeepOne" >> beam.ParDo(_KeepOne(self._order, reason)).with_outputs(REJECTS, main="pairs")
         )

@@ -1,17 +1,33 @@
-"""Near-duplicate removal: MinHash signatures over character n-grams, LSH bands grouped by key.
+"""Near-duplicate removal: MinHash signatures over Chinese-aware shingles, LSH bands grouped by key,
+verified candidate edges, and connected components by label propagation, all as Beam transforms.
 
-A pair is dropped when it shares an LSH bucket with a better pair (SurvivorOrder) whose
-estimated Jaccard similarity to it reaches the threshold; its reject names the best such pair.
-The LSH shape favours recall (candidates are verified afterwards, so a false candidate costs
-one comparison while a missed one costs a duplicate in the output). Every step is keyed: the largest thing a worker
-holds is one bucket's members (streamed), never the dataset. This is one pass of the
-"drop if a better neighbour exists" rule, not full connected components: with A better than B
-better than C, the chain A~B~C keeps A alone, but A~C plus B~C keeps A and B (they share no bucket).
+1. Each pair's text (its passage, query or both, per `scope`) becomes shingles: character n-grams with
+   spaces and punctuation removed and Traditional folded to Simplified (default), or word n-grams (jieba for Chinese, whitespace for English). A text
+   with fewer than n units is one shingle, so it can only match an identical text.
+2. A datasketch MinHash signature (permutations drawn once; shingles hashed with CRC-32, 2x faster
+   than datasketch's SHA-1 default) is cut into LSH bands; bands x rows come from datasketch's
+   optimal-parameter search at the Jaccard threshold, weighted towards recall (false positives are
+   verified away, a missed candidate is a duplicate in the output).
+3. Band buckets are grouped by key. In a bucket, every member whose estimated Jaccard with the
+   bucket's best member (SurvivorOrder) reaches the threshold is joined to it by an edge: a star, so
+   a bucket of k members gives k-1 edges, not k^2.
+4. Connected components by min-label propagation, unrolled `rounds` times: every node takes the best
+   label among itself and its neighbours. Star edges keep the components' diameters small, so a few
+   rounds converge; the nodes still changing after the last round are counted in the report
+   (`near_dedup_unconverged`), and each is still dropped for a better pair of its component.
+5. A pair whose final label is not itself is dropped, naming the label: its component's best pair.
+
+Memory: every step is keyed. The largest group a worker sees is one bucket's members or one node's
+edges (the degree of a component's best pair: at most the component's size), iterated as a stream,
+never the dataset. At 100M pairs with 20% in duplicate clusters and 14 bands, there are at most
+~2 x 14 x 20M = 560M directed edges in all, spread over workers by node id.
 """
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable
+import re
+import zlib
+from typing import Iterable, Optional
 
 import apache_beam as beam
 import numpy as np
@@ -20,11 +36,10 @@ from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
 from cmtp.schemas import Pair, Reject
+from cmtp.transforms.report import STATS
 from cmtp.transforms.survivor import SurvivorOrder
 
 REJECTS = "rejects"
-
-
 FALSE_POSITIVE_WEIGHT, FALSE_NEGATIVE_WEIGHT = 0.1, 0.9
 
 
@@ -38,57 +53,89 @@ def lsh_shape(threshold: float, num_perm: int) -> tuple[int, int]:
     return _optimal_param(threshold, num_perm, FALSE_POSITIVE_WEIGHT, FALSE_NEGATIVE_WEIGHT)
 
 
-def shingles(text: str, n: int) -> set[str]:
-    """Character n-grams of the text without whitespace; a text shorter than n is its own single shingle
-    (so it can only match an identical text)."""
-    compact = "".join(text.lower().split())
-    if len(compact) <= n:
-        return {compact}
-    return {compact[i:i + n] for i in range(len(compact) - n + 1)}
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def shingles(text: str, n: int, unit: str = "char") -> set[str]:
+    """The text's n-grams of characters (spaces and punctuation removed: a re-punctuated copy is the same text),
+    of jieba words ("jieba") or of whitespace words ("word", for English); a text with fewer than n units is
+    its own single shingle."""
+    text = text.lower()
+    if unit == "char":
+        units: list[str] = list(_NOT_WORD.sub("", text))
+    elif unit == "jieba":
+        import jieba
+
+        units = [token for token in jieba.lcut(text) if token.strip()]
+    else:
+        units = text.split()
+    joiner = "" if unit == "char" else " "
+    if len(units) <= n:
+        return {joiner.join(units)}
+    return {joiner.join(units[i:i + n]) for i in range(len(units) - n + 1)}
+
+
+def _crc32(data: bytes) -> int:
+    return zlib.crc32(data)
 
 
 class MinHasher:
-    """MinHash signatures with fixed permutations, cut into LSH band keys."""
+    """MinHash signatures with fixed permutations and a fast shingle hash, cut into LSH band keys."""
 
-    def __init__(self, ngram: int, num_perm: int, threshold: float, seed: int):
-        self.ngram, self.num_perm, self.seed, self.threshold = ngram, num_perm, seed, threshold
+    def __init__(self, ngram: int, num_perm: int, threshold: float, seed: int, unit: str = "char",
+                 fold_traditional: bool = True):
+        self.ngram, self.num_perm, self.seed, self.threshold, self.unit = ngram, num_perm, seed, threshold, unit
+        self.fold_traditional = fold_traditional
+        self._t2s = None
         self.bands, self.rows = lsh_shape(threshold, num_perm)
         template = MinHash(num_perm=num_perm, seed=seed)  # drawing the permutations once is most of the set-up cost
         self._permutations, self._scheme = template.permutations, template.scheme
 
+    def __getstate__(self):  # the OpenCC converter is made again where it is used
+        return {**self.__dict__, "_t2s": None}
+
     def signature(self, text: str) -> np.ndarray:
+        if self.fold_traditional:  # 資訊 and 资讯 are one text to dedup, whatever normalize did
+            if self._t2s is None:
+                import opencc
+
+                self._t2s = opencc.OpenCC("t2s")
+            text = self._t2s.convert(text)
         minhash = MinHash(num_perm=self.num_perm, seed=self.seed, permutations=self._permutations,
-                          scheme=self._scheme)
-        minhash.update_batch([s.encode("utf-8") for s in shingles(text, self.ngram)])
+                          scheme=self._scheme, hashfunc=_crc32)
+        minhash.update_batch([s.encode("utf-8") for s in shingles(text, self.ngram, self.unit)])
         return minhash.hashvalues
 
-    def band_keys(self, values: np.ndarray) -> list[bytes]:
+    def band_keys(self, values: np.ndarray, prefix: bytes = b"") -> list[bytes]:
         return [
-            bytes([band]) + hashlib.blake2b(values[band * self.rows:(band + 1) * self.rows].tobytes(),
+            bytes([band]) + hashlib.blake2b(prefix + values[band * self.rows:(band + 1) * self.rows].tobytes(),
                                             digest_size=12).digest()
             for band in range(self.bands)
         ]
-
-
-class _BandKeys(beam.DoFn):
-    def __init__(self, hasher: MinHasher, order: SurvivorOrder, scope: str):
-        self._hasher, self._order, self._scope = hasher, order, scope
-
-    def process(self, pair: Pair):
-        text = pair.passage if self._scope == "passage" else pair.query if self._scope == "query" else (
-            pair.query + "\n" + pair.passage)
-        rank = self._order.key(pair)
-        signature = self._hasher.signature(text)
-        for key in self._hasher.band_keys(signature):
-            yield key, (rank, signature)
 
 
 def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero(a == b)) / len(a)
 
 
-class _Losers(beam.DoFn):
-    """For a bucket with several members: (member id, best member's rank) for each member but the best
+def scoped_text(pair: Pair, scope: str) -> str:
+    return pair.passage if scope == "passage" else pair.query if scope == "query" else pair.query + "\n" + pair.passage
+
+
+class _BandKeys(beam.DoFn):
+    def __init__(self, hasher: MinHasher, order: SurvivorOrder, scope: str, within_source: bool):
+        self._hasher, self._order, self._scope, self._within = hasher, order, scope, within_source
+
+    def process(self, pair: Pair):
+        rank = self._order.key(pair)
+        signature = self._hasher.signature(scoped_text(pair, self._scope))
+        prefix = pair.source.encode("utf-8") if self._within else b""
+        for key in self._hasher.band_keys(signature, prefix):
+            yield key, (rank, signature)
+
+
+class _StarEdges(beam.DoFn):
+    """A bucket's verified star: (member id, best rank) and (best id, member rank) for every member but the best
     whose estimated Jaccard with the best reaches the threshold."""
 
     def __init__(self, threshold: float):
@@ -100,48 +147,99 @@ class _Losers(beam.DoFn):
         for rank, signature in members:
             if rank != best_rank and estimated_jaccard(signature, best_signature) >= self._threshold:
                 yield rank[3], best_rank  # rank[3] is the pair id (SurvivorOrder.key)
+                yield best_rank[3], rank
+                yield rank[3], rank  # each node's own rank, so its label starts at least as good as itself
+                yield best_rank[3], best_rank
+
+
+class _Propagate(beam.DoFn):
+    """One round: a node's label goes to each of its neighbours (keyed by the node)."""
+
+    def process(self, element):
+        node, grouped = element
+        labels = list(grouped["label"])
+        if not labels:
+            return
+        label = labels[0]
+        yield node, label
+        for neighbour in grouped["neighbours"]:
+            yield neighbour, label
+
+
+def _changed(element) -> Iterable[int]:
+    _, grouped = element
+    before, after = list(grouped["before"]), list(grouped["after"])
+    if before and after and before[0] != after[0]:
+        yield 1
 
 
 class _Decide(beam.DoFn):
     def process(self, element):
-        _, grouped = element
-        better = list(grouped["better"])
+        pair_id, grouped = element
+        labels = list(grouped["label"])
         for pair in grouped["pair"]:
-            if not better:
+            label: Optional[tuple] = labels[0] if labels else None
+            if label is None or label[3] == pair_id:
                 yield pair
                 continue
-            best = min(better)
             Metrics.counter("dedup", "near_duplicate").inc()
             yield beam.pvalue.TaggedOutput(REJECTS, Reject(
                 id=pair.id, source=pair.source, stage="dedup", reason="near_duplicate",
-                detail=f"near duplicate of {best[3]} ({best[4]} {best[5]})", file=pair.file, position=pair.position,
+                detail=f"near duplicate of {label[3]} ({label[4]} {label[5]})", file=pair.file, position=pair.position,
                 kind=pair.kind, query=pair.query, passage=pair.passage))
 
 
 class NearDedup(beam.PTransform):
-    """Pairs -> pairs with no better near-duplicate (main) and near-duplicate rejects (`rejects`).
+    """Pairs -> one pair per near-duplicate component (main), the others as rejects naming it (`rejects`), and the
+    count of nodes still unsettled after the last round (`stats`).
 
     Expects ids to be unique, which exact dedup guarantees (the id is a hash of the content).
     """
 
     def __init__(self, order: SurvivorOrder, ngram: int, num_perm: int, threshold: float, seed: int,
-                 scope: str = "passage"):
+                 scope: str = "passage", unit: str = "char", within_source: bool = False, rounds: int = 5,
+                 fold_traditional: bool = True):
         super().__init__()
         self._order = order
-        self._hasher = MinHasher(ngram, num_perm, threshold, seed)
-        self._scope = scope
+        self._hasher = MinHasher(ngram, num_perm, threshold, seed, unit, fold_traditional)
+        self._scope, self._within, self._rounds = scope, within_source, rounds
 
     def expand(self, pairs):
-        better = (
+        edges = (
             pairs
-            | "BandKeys" >> beam.ParDo(_BandKeys(self._hasher, self._order, self._scope))
+            | "BandKeys" >> beam.ParDo(_BandKeys(self._hasher, self._order, self._scope, self._within))
             | "Buckets" >> beam.GroupByKey()
-            | "Losers" >> beam.ParDo(_Losers(self._hasher.threshold))
-            | "BestPerLoser" >> beam.CombinePerKey(min)
+            | "StarEdges" >> beam.ParDo(_StarEdges(self._hasher.threshold))
+        )
+        # node id -> neighbour ids (each edge once), and the starting labels: a node's best neighbour or itself
+        neighbours = (
+            edges
+            | "EdgeIds" >> beam.Map(lambda edge: (edge[0], edge[1][3]))
+            | "NotSelf" >> beam.Filter(lambda edge: edge[0] != edge[1])
+            | "OneEdge" >> beam.Distinct()
+        )
+        labels = edges | "StartLabels" >> beam.CombinePerKey(min)  # only nodes with an edge carry a label
+        previous = labels
+        for round_ in range(self._rounds):
+            previous = labels
+            labels = (
+                {"label": labels, "neighbours": neighbours}
+                | f"Round{round_}" >> beam.CoGroupByKey()
+                | f"Spread{round_}" >> beam.ParDo(_Propagate())
+                | f"Best{round_}" >> beam.CombinePerKey(min)
+            )
+        unsettled = (
+            {"before": previous, "after": labels}
+            | "Compare" >> beam.CoGroupByKey()
+            | "Changed" >> beam.FlatMap(_changed)
+            | "CountUnsettled" >> beam.CombineGlobally(sum)
+            | "AsStat" >> beam.Map(lambda n: (("near_dedup_unsettled", "", "", ""), n))
         )
         by_id = pairs | "ById" >> beam.Map(lambda pair: (pair.id, pair))
-        return (
-            {"pair": by_id, "better": better}
+        decided = (
+            {"pair": by_id, "label": labels}
             | "Join" >> beam.CoGroupByKey()
             | "Decide" >> beam.ParDo(_Decide()).with_outputs(REJECTS, main="pairs")
         )
+        return {"pairs": decided.pairs, "rejects": decided.rejects, STATS: unsettled}
+

@@ -33,7 +33,11 @@ def _score_bin(score: float) -> str:
 def assemble(counts: Iterable[tuple[tuple[str, str, str, str], int]], header: dict[str, Any]) -> dict[str, Any]:
     """The report dict from the summed counts; `checks` holds each balance and whether it holds."""
     per_source: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
+    run_counters: dict[str, int] = defaultdict(int)  # counts of the whole run, not of a source
     for (name, source, stage, reason), n in counts:
+        if not source:
+            run_counters[name] += n
+            continue
         entry = per_source[source]
         if name == "reject":
             entry.setdefault("dropped", defaultdict(lambda: defaultdict(int)))[stage][reason] += n
@@ -81,6 +85,7 @@ def assemble(counts: Iterable[tuple[tuple[str, str, str, str], int]], header: di
         "totals": totals,
         "dropped": {s: dict(sorted(r.items())) for s, r in sorted(dropped.items())},
         "sources": sources,
+        "counters": dict(sorted(run_counters.items())),
         "checks": checks,
         "balanced": all(checks.values()),
     }

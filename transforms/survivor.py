@@ -7,15 +7,19 @@ from cmtp.schemas import Pair
 
 
 class SurvivorOrder:
-    """Best first: higher source priority, then longer passage, then longer query, then id, then location.
+    """Best first: higher source priority, then the quality key, then id, then location.
 
-    The key is total (file and position end ties between identical records), so the survivor is
-    the same whatever the input order, sharding or runner.
+    Quality "length" prefers the longer passage, then the longer query (the fuller copy of a text);
+    "none" goes straight to the id. (The semantic score is not known yet: dedup runs before the
+    scorer, so that expensive stage sees each text once.) The key is total, file and position ending
+    ties between identical records, so the survivor is the same whatever the input order, sharding
+    or runner. Its fourth element is always the pair id.
     """
 
-    def __init__(self, priorities: Mapping[str, int]):
+    def __init__(self, priorities: Mapping[str, int], quality: str = "length"):
         self._priorities = dict(priorities)
+        self._quality = quality
 
     def key(self, pair: Pair) -> tuple:
-        return (-self._priorities.get(pair.source, 0), -len(pair.passage), -len(pair.query), pair.id, pair.file,
-                pair.position)
+        quality = (-len(pair.passage), -len(pair.query)) if self._quality == "length" else (0, 0)
+        return (-self._priorities.get(pair.source, 0), *quality, pair.id, pair.file, pair.position)
