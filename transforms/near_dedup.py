@@ -8,19 +8,22 @@ verified candidate edges, and connected components by label propagation, all as 
    than datasketch's SHA-1 default) is cut into LSH bands; bands x rows come from datasketch's
    optimal-parameter search at the Jaccard threshold, weighted towards recall (false positives are
    verified away, a missed candidate is a duplicate in the output).
-3. Band buckets are grouped by key. In a bucket, every member whose estimated Jaccard with the
-   bucket's best member (SurvivorOrder) reaches the threshold is joined to it by an edge: a star, so
-   a bucket of k members gives k-1 edges, not k^2.
+3. Band buckets (band key -> pair ranks, ~60 bytes each) are grouped; each member of a bucket but its
+   best (SurvivorOrder) becomes a candidate edge to the best: a star, so a bucket of k members gives
+   k-1 candidates, not k^2. Two joins by pair id bring the two signatures together (each signature
+   is shuffled once per candidate, not once per band), and a candidate whose estimated Jaccard
+   reaches the threshold becomes an edge.
 4. Connected components by min-label propagation, unrolled `rounds` times: every node takes the best
    label among itself and its neighbours. Star edges keep the components' diameters small, so a few
    rounds converge; the nodes still changing after the last round are counted in the report
    (`near_dedup_unconverged`), and each is still dropped for a better pair of its component.
 5. A pair whose final label is not itself is dropped, naming the label: its component's best pair.
 
-Memory: every step is keyed. The largest group a worker sees is one bucket's members or one node's
+Memory: every step is keyed. The largest group a worker sees is one bucket's ranks or one node's
 edges (the degree of a component's best pair: at most the component's size), iterated as a stream,
-never the dataset. At 100M pairs with 20% in duplicate clusters and 14 bands, there are at most
-~2 x 14 x 20M = 560M directed edges in all, spread over workers by node id.
+never the dataset. Volume: bands x N ranks (20 x 100M x ~60 B = 120 GB of shuffle at 100M pairs),
+N signatures (512 B each) twice, and at most 2 x bands x D directed edges for D pairs in duplicate
+clusters (20% of 100M -> at most 800M), spread over workers by node id.
 """
 from __future__ import annotations
 
@@ -46,8 +49,8 @@ FALSE_POSITIVE_WEIGHT, FALSE_NEGATIVE_WEIGHT = 0.1, 0.9
 def lsh_shape(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows) minimizing the weighted false positive and negative areas around the Jaccard threshold.
 
-    Equal weights (datasketch's default) make only ~40% of pairs exactly at the threshold candidates
-    (0.8, 128 permutations -> 9x13); 0.1/0.9 gives 14x9: ~87% at 0.8, ~97% at 0.85, and the extra
+    Equal weights (datasketch's default) make only ~44% of pairs exactly at the threshold candidates
+    (0.7, 128 permutations -> 14x9); 0.1/0.9 gives 20x6: ~92% at 0.7, ~100% at 0.8, and the extra
     candidates below the threshold are removed by verification.
     """
     return _optimal_param(threshold, num_perm, FALSE_POSITIVE_WEIGHT, FALSE_NEGATIVE_WEIGHT)
@@ -123,32 +126,55 @@ def scoped_text(pair: Pair, scope: str) -> str:
 
 
 class _BandKeys(beam.DoFn):
+    """A pair's LSH band keys, each with the pair's rank; its signature once, on the `signatures` output."""
+
     def __init__(self, hasher: MinHasher, order: SurvivorOrder, scope: str, within_source: bool):
         self._hasher, self._order, self._scope, self._within = hasher, order, scope, within_source
 
     def process(self, pair: Pair):
-        rank = self._order.key(pair)
+        rank = self._order.key(pair)[:4]  # (priority, quality, quality, id): ids are unique after exact dedup
         signature = self._hasher.signature(scoped_text(pair, self._scope))
         prefix = pair.source.encode("utf-8") if self._within else b""
         for key in self._hasher.band_keys(signature, prefix):
-            yield key, (rank, signature)
+            yield key, rank
+        yield beam.pvalue.TaggedOutput("signatures", (pair.id, signature))
 
 
-class _StarEdges(beam.DoFn):
-    """A bucket's verified star: (member id, best rank) and (best id, member rank) for every member but the best
-    whose estimated Jaccard with the best reaches the threshold."""
+def _candidates(bucket: tuple[bytes, Iterable[tuple]]):
+    """A bucket's star: (member id, (member rank, best rank)) for every member but the best."""
+    _, ranks = bucket
+    best = min(ranks)
+    for rank in ranks:
+        if rank != best:
+            yield rank[3], (rank, best)
+
+
+class _AttachSignature(beam.DoFn):
+    """Join 1 (by member id): the member's signature travels on to the best member's key."""
+
+    def process(self, element):
+        _, grouped = element
+        signatures = list(grouped["signature"])
+        for member_rank, best_rank in grouped["candidate"]:
+            yield best_rank[3], (member_rank, best_rank, signatures[0])
+
+
+class _Verify(beam.DoFn):
+    """Join 2 (by best id): keep the candidate edges whose estimated Jaccard reaches the threshold, both ways,
+    with each end's own rank as a label seed."""
 
     def __init__(self, threshold: float):
         self._threshold = threshold
 
-    def process(self, bucket: tuple[bytes, Iterable[tuple]]):
-        _, members = bucket
-        best_rank, best_signature = min(members, key=lambda member: member[0])
-        for rank, signature in members:
-            if rank != best_rank and estimated_jaccard(signature, best_signature) >= self._threshold:
-                yield rank[3], best_rank  # rank[3] is the pair id (SurvivorOrder.key)
-                yield best_rank[3], rank
-                yield rank[3], rank  # each node's own rank, so its label starts at least as good as itself
+    def process(self, element):
+        _, grouped = element
+        signatures = list(grouped["signature"])
+        best_signature = signatures[0]
+        for member_rank, best_rank, member_signature in grouped["candidate"]:
+            if estimated_jaccard(member_signature, best_signature) >= self._threshold:
+                yield member_rank[3], best_rank
+                yield best_rank[3], member_rank
+                yield member_rank[3], member_rank
                 yield best_rank[3], best_rank
 
 
@@ -185,7 +211,7 @@ class _Decide(beam.DoFn):
             Metrics.counter("dedup", "near_duplicate").inc()
             yield beam.pvalue.TaggedOutput(REJECTS, Reject(
                 id=pair.id, source=pair.source, stage="dedup", reason="near_duplicate",
-                detail=f"near duplicate of {label[3]} ({label[4]} {label[5]})", file=pair.file, position=pair.position,
+                detail=f"near duplicate of {label[3]}", file=pair.file, position=pair.position,
                 kind=pair.kind, query=pair.query, passage=pair.passage))
 
 
@@ -205,11 +231,23 @@ class NearDedup(beam.PTransform):
         self._scope, self._within, self._rounds = scope, within_source, rounds
 
     def expand(self, pairs):
-        edges = (
-            pairs
-            | "BandKeys" >> beam.ParDo(_BandKeys(self._hasher, self._order, self._scope, self._within))
+        keyed = pairs | "BandKeys" >> beam.ParDo(
+            _BandKeys(self._hasher, self._order, self._scope, self._within)).with_outputs("signatures", main="bands")
+        candidates = (
+            keyed.bands
             | "Buckets" >> beam.GroupByKey()
-            | "StarEdges" >> beam.ParDo(_StarEdges(self._hasher.threshold))
+            | "Candidates" >> beam.FlatMap(_candidates)
+            | "OneCandidate" >> beam.Distinct()  # two pairs that share several bands are one candidate
+        )
+        with_member = (
+            {"candidate": candidates, "signature": keyed.signatures}
+            | "JoinMember" >> beam.CoGroupByKey()
+            | "AttachSignature" >> beam.ParDo(_AttachSignature())
+        )
+        edges = (
+            {"candidate": with_member, "signature": keyed.signatures}
+            | "JoinBest" >> beam.CoGroupByKey()
+            | "Verify" >> beam.ParDo(_Verify(self._hasher.threshold))
         )
         # node id -> neighbour ids (each edge once), and the starting labels: a node's best neighbour or itself
         neighbours = (
