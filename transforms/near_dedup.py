@@ -64,22 +64,20 @@ def shingles(text: str, n: int, unit: str = "char") -> set[str]:
     of jieba words ("jieba") or of whitespace words ("word", for English); a text with fewer than n units is
     its own single shingle."""
     text = text.lower()
-    if unit == "char":
-        units: list[str] = list(_NOT_WORD.sub("", text))
-    elif unit == "jieba":
+    if unit == "char":  # slices of one string: 2x faster than joining slices of a list of characters
+        chars = _NOT_WORD.sub("", text)
+        if len(chars) <= n:
+            return {chars}
+        return {chars[i:i + n] for i in range(len(chars) - n + 1)}
+    if unit == "jieba":
         import jieba
 
         units = [token for token in jieba.lcut(text) if token.strip()]
     else:
         units = text.split()
-    joiner = "" if unit == "char" else " "
     if len(units) <= n:
-        return {joiner.join(units)}
-    return {joiner.join(units[i:i + n]) for i in range(len(units) - n + 1)}
-
-
-def _crc32(data: bytes) -> int:
-    return zlib.crc32(data)
+        return {" ".join(units)}
+    return {" ".join(units[i:i + n]) for i in range(len(units) - n + 1)}
 
 
 class MinHasher:
@@ -90,12 +88,13 @@ class MinHasher:
         self.ngram, self.num_perm, self.seed, self.threshold, self.unit = ngram, num_perm, seed, threshold, unit
         self.fold_traditional = fold_traditional
         self._t2s = None
+        self._minhash: Optional[MinHash] = None
         self.bands, self.rows = lsh_shape(threshold, num_perm)
         template = MinHash(num_perm=num_perm, seed=seed)  # drawing the permutations once is most of the set-up cost
         self._permutations, self._scheme = template.permutations, template.scheme
 
-    def __getstate__(self):  # the OpenCC converter is made again where it is used
-        return {**self.__dict__, "_t2s": None}
+    def __getstate__(self):  # the OpenCC converter and the working MinHash are made again where they are used
+        return {**self.__dict__, "_t2s": None, "_minhash": None}
 
     def signature(self, text: str) -> np.ndarray:
         if self.fold_traditional:  # 資訊 and 资讯 are one text to dedup, whatever normalize did
@@ -104,10 +103,12 @@ class MinHasher:
 
                 self._t2s = opencc.OpenCC("t2s")
             text = self._t2s.convert(text)
-        minhash = MinHash(num_perm=self.num_perm, seed=self.seed, permutations=self._permutations,
-                          scheme=self._scheme, hashfunc=_crc32)
-        minhash.update_batch([s.encode("utf-8") for s in shingles(text, self.ngram, self.unit)])
-        return minhash.hashvalues
+        if self._minhash is None:  # one MinHash, cleared for each text: its construction costs as much as hashing
+            self._minhash = MinHash(num_perm=self.num_perm, seed=self.seed, permutations=self._permutations,
+                                    scheme=self._scheme, hashfunc=zlib.crc32)
+        self._minhash.clear()
+        self._minhash.update_batch([s.encode("utf-8") for s in shingles(text, self.ngram, self.unit)])
+        return self._minhash.hashvalues.copy()
 
     def band_keys(self, values: np.ndarray, prefix: bytes = b"") -> list[bytes]:
         return [
