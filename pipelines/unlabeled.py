@@ -71,7 +71,8 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
     scoring = config.scoring
     if scoring.enabled:
         scored = pairs | "SemanticFilter" >> SemanticFilter(scoring.backend, scoring.threshold, scoring.min_batch_size,
-                                                            scoring.max_batch_size, scoring.slice_size, scoring.threads)
+                                                            scoring.max_batch_size, scoring.slice_size,
+                                                            scoring.settings())
         pairs = scored.pairs
         rejects.append(scored.rejects)
 
@@ -82,7 +83,8 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
         "pipeline": "unlabeled",
         "config": loaded.path,
         "files": {name: len(files) for name, files in sorted(loaded.files.items())},
-        "scorer": {"backend": scoring.backend, "threshold": scoring.threshold} if scoring.enabled else None,
+        "scorer": {"backend": scoring.backend, "model": scoring.settings().get("model"),
+                   "threshold": scoring.threshold} if scoring.enabled else None,
         "near_dedup": {"threshold": near_config.threshold, "num_perm": near_config.num_perm,
                        "bands_rows": list(near_config.bands_rows), "ngram": near_config.ngram,
                        "unit": near_config.unit, "scope": near_config.scope, "rounds": near_config.rounds}
