@@ -265,7 +265,7 @@ def _one_line(error: ValidationError) -> str:
     message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
     where = _location(first["loc"])
-    if message.startswith(("options.", "kinds:", "fields:")):  # raised by a source for its own settings
+    if message.startswith(("options.", "kinds:", "fields:", "threshold:", "model:")):  # a validator naming its key
         return f"{where}.{message}{more}" if first["loc"] else f"{message}{more}"
     return f"{where}: {message}{more}"
 

