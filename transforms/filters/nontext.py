@@ -12,10 +12,8 @@ from cmtp.schemas import Pair
 from cmtp.transforms.filters.base import Drop, side_text
 from cmtp.transforms.filters.pair import compact
 
-CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 # counting by deleting everything else is 3x faster than findall's list of one-character strings
 _NOT_CJK = re.compile("[^\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]+")
-_NOT_WORD = re.compile(r"[\W_]+")
 _MARKUP_HINT = re.compile(r"[<>{}=&|]")  # with "()", "->" and "++": no markup or code token gets far without one
 _URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s\u3000-\u303f\uff01-\uff60\u4e00-\u9fff]+", re.IGNORECASE)
 _MARKUP = re.compile(
