@@ -14,8 +14,11 @@ from conftest import REPO, SAMPLE, write_config
 
 
 def run_cli(config: Path, out: Path) -> dict:
+    """Run `cmtp run`; every end-to-end run must account for every record and pair."""
     assert main(["run", str(config), "--out", str(out)]) == 0
-    return json.loads((out / "report.json").read_text("utf-8"))
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    assert report["balanced"], report["checks"]
+    return report
 
 
 def read_dir(directory: Path, schema) -> list[dict]:
