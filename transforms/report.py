@@ -91,6 +91,105 @@ def assemble(counts: Iterable[tuple[tuple[str, str, str, str], int]], header: di
     }
 
 
+LABELED_FIELDS = ("records_read", "read_rejects", "records_parsed", "extract_rejects", "texts_parsed",
+                  "rows_with_judgments", "judgments_made", "judgments_extracted", "judgments_dropped",
+                  "judgments_kept", "records_kept", "negatives_mined", "negatives_short")
+
+
+def assemble_labeled(counts: Iterable[tuple[tuple[str, str, str, str], int]], header: dict[str, Any]) -> dict[str, Any]:
+    """The labeled run's report: rows read -> parsed -> lookup texts or judgment rows; judgments -> kept (in
+    records) or dropped (reject rows), each balance checked per source and in total; and a summary per task."""
+    per_source: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
+    tasks: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    run_counters: dict[str, int] = defaultdict(int)
+    for (name, source, stage, reason), n in counts:
+        if name == "task":
+            tasks[source][stage] += n
+        elif not source:
+            run_counters[name] += n
+        elif name == "reject":
+            entry = per_source[source]
+            entry.setdefault("dropped", defaultdict(lambda: defaultdict(int)))[stage][reason] += n
+            entry["read_rejects" if stage == "read" else "extract_rejects" if stage == "extract"
+                  else "judgments_dropped"] += n
+        elif name == "mined_score":
+            per_source[source].setdefault("mined_score_histogram", defaultdict(int))[stage] += n
+        else:
+            per_source[source][name] += n
+    sources, totals, dropped = {}, dict.fromkeys(LABELED_FIELDS, 0), defaultdict(lambda: defaultdict(int))
+    for source in sorted(per_source):
+        entry = per_source[source]
+        row: dict[str, Any] = {field: entry[field] for field in LABELED_FIELDS}
+        row["dropped"] = {s: dict(sorted(r.items())) for s, r in sorted(entry.get("dropped", {}).items())}
+        row["mined_score_histogram"] = dict(sorted(entry.get("mined_score_histogram", {}).items()))
+        sources[source] = row
+        for field in LABELED_FIELDS:
+            totals[field] += row[field]
+        for stage, reasons in row["dropped"].items():
+            for reason, n in reasons.items():
+                dropped[stage][reason] += n
+    t = totals
+    checks = {
+        "records_read == read_rejects + records_parsed": t["records_read"] == t["read_rejects"] + t["records_parsed"],
+        "records_parsed == extract_rejects + texts_parsed + rows_with_judgments":
+            t["records_parsed"] == t["extract_rejects"] + t["texts_parsed"] + t["rows_with_judgments"],
+        "judgments_extracted == judgments made by readers": t["judgments_extracted"] == t["judgments_made"],
+        "judgments_extracted == judgments_kept + judgments_dropped":
+            t["judgments_extracted"] == t["judgments_kept"] + t["judgments_dropped"],
+    }
+    for source, row in sources.items():
+        checks[f"{source}: rows and judgments balance"] = (
+            row["records_read"] == row["read_rejects"] + row["extract_rejects"] + row["texts_parsed"]
+            + row["rows_with_judgments"]
+            and row["judgments_extracted"] == row["judgments_made"] == row["judgments_kept"] + row["judgments_dropped"])
+    return {
+        **header,
+        "totals": totals,
+        "dropped": {s: dict(sorted(r.items())) for s, r in sorted(dropped.items())},
+        "sources": sources,
+        "tasks": {task: dict(sorted(row.items())) for task, row in sorted(tasks.items())},
+        "counters": dict(sorted(run_counters.items())),
+        "checks": checks,
+        "balanced": all(checks.values()),
+    }
+
+
+class WriteLabeledReport(beam.PTransform):
+    """Count what every stage of the labeled pipeline produced and write `report.json`."""
+
+    def __init__(self, path: str, header: dict[str, Any]):
+        super().__init__()
+        self._path, self._header = path, header
+
+    def expand(self, streams: dict[str, beam.PCollection]):
+        def record_keys(record):
+            given = len(record.neg) - record.mined
+            yield ("records_kept", record.source, "", ""), 1
+            yield ("judgments_kept", record.source, "", ""), len(record.pos) + given
+            for stage, n in (("records", 1), ("positives", len(record.pos)), ("negatives_given", given),
+                             ("negatives_mined", record.mined), ("with_instruction", int(bool(record.instruction)))):
+                yield ("task", record.task, stage, ""), n
+            for score in record.mined_scores:
+                yield ("mined_score", record.source, _score_bin(score), ""), 1
+
+        events = (
+            streams["stats"],
+            streams["records"] | "CountRows" >> beam.Map(lambda r: (("records_parsed", r.source, "", ""), 1)),
+            streams["judgments"] | "CountJudgments" >> beam.Map(
+                lambda j: (("judgments_extracted", j.source, "", ""), 1)),
+            streams["kept"] | "CountKept" >> beam.FlatMap(record_keys),
+            streams["rejects"] | "CountRejects" >> beam.Map(lambda r: (("reject", r.source, r.stage, r.reason), 1)),
+        )
+        return (
+            events
+            | "AllCounts" >> beam.Flatten()
+            | "Sum" >> beam.CombinePerKey(sum)
+            | "Gather" >> beam.combiners.ToList()
+            | "Assemble" >> beam.Map(assemble_labeled, self._header)
+            | "Write" >> beam.Map(_write_json, self._path)
+        )
+
+
 def _write_json(report: dict[str, Any], path: str) -> None:
     with FileSystems.create(path) as out:
         out.write(json.dumps(report, ensure_ascii=False, indent=2).encode("utf-8"))

@@ -7,7 +7,7 @@ on with the reason added to its `flags`.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Protocol, Sequence
+from typing import Mapping, NamedTuple, Optional, Protocol, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -37,16 +37,18 @@ def with_flag(pair: Pair, drop: Drop) -> Pair:
 
 
 class _ApplyRules(beam.DoFn):
-    def __init__(self, rules: Sequence[Rule]):
+    def __init__(self, rules: Sequence[Rule], per_source: Mapping[str, Sequence[Rule]]):
         self._rules = tuple(rules)
+        self._per_source = {source: tuple(rules) for source, rules in per_source.items()}
 
     def setup(self):
-        for rule in self._rules:
-            if hasattr(rule, "setup"):
-                rule.setup()
+        for rules in (self._rules, *self._per_source.values()):
+            for rule in rules:
+                if hasattr(rule, "setup"):
+                    rule.setup()
 
     def process(self, pair: Pair):
-        for rule in self._rules:
+        for rule in self._per_source.get(pair.source, self._rules):
             drop = rule(pair)
             if drop is None:
                 continue
@@ -71,11 +73,14 @@ def first_drop(rules: Sequence[Rule], pair: Pair) -> Optional[Drop]:
 
 
 class GeneralFilter(beam.PTransform):
-    """Pairs -> kept pairs (main output) and filter rejects (`rejects`); the first rule that drops decides."""
+    """Pairs -> kept pairs (main output) and filter rejects (`rejects`); the first rule that drops decides.
 
-    def __init__(self, rules: Sequence[Rule]):
+    `per_source` gives some sources rules of their own (a labeled task's filters); the rest get `rules`.
+    """
+
+    def __init__(self, rules: Sequence[Rule], per_source: Optional[Mapping[str, Sequence[Rule]]] = None):
         super().__init__()
-        self._rules = rules
+        self._rules, self._per_source = rules, per_source or {}
 
     def expand(self, pairs):
-        return pairs | beam.ParDo(_ApplyRules(self._rules)).with_outputs(REJECTS, main="pairs")
+        return pairs | beam.ParDo(_ApplyRules(self._rules, self._per_source)).with_outputs(REJECTS, main="pairs")

@@ -25,6 +25,8 @@ _SYMBOLS = re.compile(r"[^\w\s,.!?;:'\"()\[\]、。《》「」『』【】“�
 _RUN = re.compile(r"(.)\1{3,}", re.DOTALL)  # a character repeated 4+ times in a row
 _LATIN1_LETTERS = re.compile("[\u00c0-\u00ff\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u02c6\u02dc\u2018-\u201e"
                              "\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122]")
+# Latin-1 letters proper (no × ÷): without one, cp1252 punctuation is just punctuation (Chinese “” ‘’ …)
+_LATIN1_ALPHA = re.compile("[\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff\u0152\u0153\u0160\u0161\u0178\u017d\u017e]")
 _MOJIBAKE_MARKERS = ("锟斤拷", "烫烫烫", "屯屯屯", "\ufffd")
 # Hanzi that UTF-8 Chinese read as GBK is made of and ordinary text almost never uses: the GBK decodings of
 # the 1,000 most frequent characters in ../shared/data, less the 2,500 most frequent there (0.007% of real
@@ -86,12 +88,13 @@ def symbol_ratio(text: str) -> float:
 def mojibake_ratio(text: str) -> float:
     """The larger of: the share of word characters that are Latin-1 letters and cp1252 punctuation (UTF-8 or GBK
     bytes read as Latin-1: "ä¸­æ–‡", "ÖÐÎÄ"), and the share of ideographs typical of UTF-8 read as GBK ("涓枃");
-    1.0 where a replacement marker ("锟斤拷", U+FFFD) appears."""
+    1.0 where a replacement marker ("锟斤拷", U+FFFD) appears. cp1252 punctuation counts only beside a Latin-1
+    letter: alone, “” ‘’ … are ordinary Chinese punctuation."""
     if any(marker in text for marker in _MOJIBAKE_MARKERS):
         return 1.0
     if not _MOJIBAKE_HINT.search(text):  # one scan for both kinds; most text has neither
         return 0.0
-    latin = len(_LATIN1_LETTERS.findall(text))
+    latin = len(_LATIN1_LETTERS.findall(text)) if _LATIN1_ALPHA.search(text) else 0
     gbk = len(_GBK_MOJIBAKE_RUN.findall(text))
     return max(ratio(latin, count_word_chars(text)), ratio(gbk, count_cjk(text)))
 
