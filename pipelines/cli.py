@@ -1,4 +1,5 @@
 """`cmtp`: the command line. `cmtp run CONFIG --out DIR [beam options...]` builds and runs a pipeline;
+`cmtp export DIR --format flagembedding --out FILE_OR_DIR` writes a labeled run as fine-tuning JSONL;
 `cmtp calibrate --data FILE --backend NAME` measures a scorer on labeled pairs."""
 from __future__ import annotations
 
@@ -135,6 +136,21 @@ def _calibrate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_command(args: argparse.Namespace) -> int:
+    from cmtp.pipelines.export import ExportError, export_flagembedding
+
+    if not os.path.isdir(args.run_dir):
+        raise UsageError(f"{args.run_dir}: no such run directory")
+    try:
+        summary = export_flagembedding(args.run_dir, args.out, args.instruction, args.keep_without_neg)
+    except ExportError as error:
+        raise UsageError(str(error)) from None
+    for task, row in summary.items():
+        note = f" ({row['without_neg']} without negatives left out)" if row["without_neg"] else ""
+        print(f"{task}: {row['written']} records -> {row['path']}{note}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cmtp", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +159,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser.add_argument("config", help="YAML run config, e.g. configs/sample.yaml")
     run_parser.add_argument("--out", help="run directory (default: runs/<config name>)")
     run_parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
+    exp = commands.add_parser("export", help="write a labeled run as FlagEmbedding fine-tuning JSONL, one file per task")
+    exp.add_argument("run_dir", help="the --out of a `cmtp run` of a labeled config")
+    exp.add_argument("--format", default="flagembedding", choices=["flagembedding"])
+    exp.add_argument("--out", required=True, help="a directory (one <task>.jsonl each), or a .jsonl for a one-task run")
+    exp.add_argument("--instruction", default="prompt", choices=["prompt", "prefix", "none"],
+                     help="the task instruction as the `prompt` field (default), prefixed to the query, or left out")
+    exp.add_argument("--keep-without-neg", action="store_true",
+                     help="also write records with no negative (FlagEmbedding's trainer fails on them)")
     cal = commands.add_parser("calibrate", help="measure a scorer on labeled pairs and suggest a threshold")
     cal.add_argument("--data", action="append", required=True,
                      help="labeled pairs: tsv s1, s2, label (NLI-zh) or JSON lines; repeatable")
@@ -157,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "calibrate":
             return _calibrate_command(args)
+        if args.command == "export":
+            return _export_command(args)
         return _run_command(args, beam_args)
     except (ConfigError, UsageError) as error:
         print(f"cmtp: error: {error}", file=sys.stderr)

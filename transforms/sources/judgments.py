@@ -16,6 +16,7 @@ judgments of one query are assembled into one record. A row that gives no judgme
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import IO, Any, ClassVar, Iterator, NamedTuple, Union
 
 from cmtp.schemas import Pair
@@ -63,6 +64,9 @@ class LabeledSource(Source):
     task_type: ClassVar[str]  # "retrieval" or "similarity": picks the default instruction
     roles: ClassVar[dict[str, str]]  # role -> the layout its files are in (said when a file is not)
     kinds = (POSITIVE, NEGATIVE)
+    # "directory": ids are unique only within a folder (Multi-CPR numbers each domain's passages from 0), so
+    # a folder's qrels resolve against the tables in the same folder
+    id_scope: ClassVar[str] = "source"
 
     @property
     def expected_layout(self) -> str:  # type: ignore[override]
@@ -83,11 +87,14 @@ class LabeledSource(Source):
         group = text_key(query) if group in (None, "") else str(group)
         return self.pair(record, kind, query, passage, group)
 
+    def scoped(self, record: SourceRecord, key: str) -> str:
+        return f"{os.path.dirname(record.file)}:{key}" if self.id_scope == "directory" else key
+
     def link(self, record: SourceRecord, qid: Any, pid: Any, kind: str) -> Link:
         qid, pid = str(qid).strip(), str(pid).strip()
         if not qid or not pid:
             raise ExtractError("missing_id", f"query id {qid!r}, passage id {pid!r}")
-        return Link(self.name, qid, pid, kind, record.file, record.position)
+        return Link(self.name, self.scoped(record, qid), self.scoped(record, pid), kind, record.file, record.position)
 
     def lookup(self, record: SourceRecord, role: str, key: Any, text: str) -> Text:
         key = str(key).strip()
@@ -95,7 +102,7 @@ class LabeledSource(Source):
             raise ExtractError("missing_id", f"a {role} row without an id")
         if not text:
             raise ExtractError("empty_text", f"{role} row {key!r} has no text")
-        return Text(self.name, role, key, text, record.file, record.position)
+        return Text(self.name, role, self.scoped(record, key), text, record.file, record.position)
 
 
 class RoleView:
