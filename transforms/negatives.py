@@ -36,7 +36,7 @@ exclude-list membership. Assumes IEEE float32 BLAS (not TF32/bf16 modes).
 
 Memory per worker: one query block and one corpus block (query_block + corpus_block vectors of d float32),
 their float32 score matrix (query_block x corpus_block: 32 MiB at the defaults), the pre-selected candidates
-(~k per query, re-scored in chunks of 4,096 pairs), and k entries per query in the combine. No step gathers a
+(~k per query, re-scored in cache-sized chunks), and k entries per query in the combine. No step gathers a
 task's whole corpus or all its queries; hash assignment makes a block's size binomial around its mean
 (<= the block size). Shuffle volume: the corpus n_qblocks times and the queries (with their positives) n_cblocks
 times into the CoGroupByKey, then k (score, cid, flag) entries per query per corpus block into the combine
@@ -45,16 +45,16 @@ times into the CoGroupByKey, then k (score, cid, flag) entries per query per cor
 from __future__ import annotations
 
 import hashlib
-import heapq
 import math
 import random
-from itertools import islice
+from itertools import chain
+from operator import itemgetter
 from typing import Iterable, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
 
-_PAIR_CHUNK = 4096  # pairs re-scored per chunk: 4,096 x d float64 (16 MiB at d = 512)
+_PAIR_CHUNK = 128  # pairs re-scored per chunk: 128 x d float64 (512 KiB at d = 512, cache-sized)
 _BRUTE_CELLS = 1 << 25  # float32 cells per brute-force score matrix chunk (128 MiB)
 
 
@@ -100,9 +100,11 @@ def _tree_sum(values: np.ndarray) -> np.ndarray:
 def _pair_dots(left: np.ndarray, left_rows: np.ndarray, right: np.ndarray, right_rows: np.ndarray) -> np.ndarray:
     """Exact-order float64 dots of left[left_rows[i]] . right[right_rows[i]] for every i."""
     out = np.empty(len(left_rows), dtype=np.float64)
+    buffer = np.empty((min(_PAIR_CHUNK, len(left_rows)), left.shape[1]), dtype=np.float64)
     for start in range(0, len(left_rows), _PAIR_CHUNK):
-        stop = start + _PAIR_CHUNK
-        products = left[left_rows[start:stop]].astype(np.float64)
+        stop = min(start + _PAIR_CHUNK, len(left_rows))
+        products = buffer[:stop - start]
+        products[...] = left[left_rows[start:stop]]
         products *= right[right_rows[start:stop]]  # float32 x float32 is exact in float64
         out[start:stop] = _tree_sum(products)
     return out
@@ -194,8 +196,12 @@ def block_topk(queries: np.ndarray, corpus: np.ndarray, cids: Sequence[str], k: 
         stacked = np.concatenate([p for p in positives if len(p)])
         offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
         entry = np.repeat(np.arange(len(rows)), per_entry)
-        within = np.arange(total) - np.repeat(np.cumsum(per_entry) - per_entry, per_entry)
-        cosines = _pair_dots(stacked, offsets[rows][entry] + within, corpus, cols[entry])
+        positive = offsets[rows][entry] + np.arange(total) - np.repeat(np.cumsum(per_entry) - per_entry, per_entry)
+        # float32 cosines are within eps / 2 of the exact ones: only those near or above the ceiling need the
+        # exact check, and the flag is the exact cosine's either way
+        near = np.einsum("ij,ij->i", stacked[positive], corpus[cols[entry]]) >= ceiling - _eps(stacked, corpus)
+        entry, positive = entry[near], positive[near]
+        cosines = _pair_dots(stacked, positive, corpus, cols[entry])
         np.logical_or.at(dup, entry, cosines > ceiling)
 
     out: list[list[tuple[float, str, bool]]] = [[] for _ in range(m)]
@@ -206,13 +212,13 @@ def block_topk(queries: np.ndarray, corpus: np.ndarray, cids: Sequence[str], k: 
     return out
 
 
-def _rank_key(entry: tuple) -> tuple[float, str]:
-    return -entry[0], entry[1]
-
-
 def merge_topk(parts: Iterable[Sequence[tuple[float, str, bool]]], k: int) -> list[tuple[float, str, bool]]:
-    """The best k of ranked partial lists (each sorted by -score, cid), keeping the flags."""
-    return list(islice(heapq.merge(*parts, key=_rank_key), k))
+    """The best k of ranked partial lists by (-score, cid), keeping the flags."""
+    merged = list(chain.from_iterable(parts))
+    merged.sort(key=itemgetter(1))  # cid ascending, then a stable sort by score descending
+    merged.sort(key=itemgetter(0), reverse=True)
+    del merged[max(k, 0):]
+    return merged
 
 
 def sample_negatives(qid: str, ranked: Sequence[tuple[float, str, bool]], rank_lo: int, rank_hi: int, n: int,
