@@ -8,8 +8,8 @@ import random
 import apache_beam as beam
 import numpy as np
 import pytest
-from beam_helpers import run_transform
 
+from beam_helpers import run_transform
 from cmtp.transforms.negatives import (
     CorpusItem,
     Mined,

@@ -110,6 +110,15 @@ def _pair_dots(left: np.ndarray, left_rows: np.ndarray, right: np.ndarray, right
     return out
 
 
+def _pair_dots32(left: np.ndarray, left_rows: np.ndarray, right: np.ndarray, right_rows: np.ndarray) -> np.ndarray:
+    """float32 dots of left[left_rows[i]] . right[right_rows[i]], in chunks (any order: only used against eps)."""
+    out = np.empty(len(left_rows), dtype=np.float32)
+    for start in range(0, len(left_rows), 32 * _PAIR_CHUNK):
+        stop = start + 32 * _PAIR_CHUNK
+        out[start:stop] = np.einsum("ij,ij->i", left[left_rows[start:stop]], right[right_rows[start:stop]])
+    return out
+
+
 def exact_scores(queries: np.ndarray, corpus: np.ndarray) -> np.ndarray:
     """(m, n) float64 dot products of float32 rows, each summed in the same fixed order whatever m and n."""
     queries = np.asarray(queries, dtype=np.float32)
@@ -120,15 +129,25 @@ def exact_scores(queries: np.ndarray, corpus: np.ndarray) -> np.ndarray:
     return _pair_dots(queries, rows, corpus, cols).reshape(m, n)
 
 
-def _eps(queries: np.ndarray, corpus: np.ndarray) -> float:
-    """A bound >= 2x the float32 dot error of these rows (see the module docstring)."""
-    d = queries.shape[1]
-    norms = float(np.sqrt(np.max(np.einsum("ij,ij->i", queries, queries, dtype=np.float64)))
-                  * np.sqrt(np.max(np.einsum("ij,ij->i", corpus, corpus, dtype=np.float64))))
-    return d * 2.0 ** -22 * max(1.0, norms) * 1.0001
+def _max_norm(vectors: np.ndarray) -> float:
+    return float(np.sqrt(np.max(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64)))) if len(vectors) else 0.0
 
 
-def _exact_topk(queries: np.ndarray, corpus: np.ndarray, cid_rank: np.ndarray, k: int
+def _eps(d: int, left_norm: float, right_norm: float) -> float:
+    """A bound >= 2x the float32 dot error of rows with these norms (see the module docstring); the last factor
+    covers the float64 re-score's own ~1e-15."""
+    return d * 2.0 ** -22 * max(1.0, left_norm * right_norm) * 1.0001
+
+
+def _at_least(scores32: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """scores32 >= threshold (float64, per row) without a float64 copy: the threshold rounded down to float32
+    gives the same comparison for float32 scores."""
+    down = threshold.astype(np.float32)
+    down = np.where(down > threshold, np.nextafter(down, np.float32(-np.inf)), down)
+    return scores32 >= down[:, None]
+
+
+def _exact_topk(queries: np.ndarray, corpus: np.ndarray, cid_rank: np.ndarray, k: int, corpus_norm: float
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One float32 matmul, eps pre-selection, exact re-score, top k per row by (-exact score, cid).
 
@@ -137,8 +156,8 @@ def _exact_topk(queries: np.ndarray, corpus: np.ndarray, cid_rank: np.ndarray, k
     n = scores32.shape[1]
     if n > k:
         kth = np.partition(scores32, n - k, axis=1)[:, n - k].astype(np.float64)
-        threshold = kth - _eps(queries, corpus)
-        rows, cols = np.nonzero(scores32 >= threshold[:, None])  # compared in float64
+        eps = _eps(queries.shape[1], _max_norm(queries), corpus_norm)
+        rows, cols = np.nonzero(_at_least(scores32, kth - eps))
     else:
         rows, cols = np.nonzero(np.ones(scores32.shape, dtype=bool))
     del scores32
@@ -184,32 +203,37 @@ def block_topk(queries: np.ndarray, corpus: np.ndarray, cids: Sequence[str], k: 
     if n == 0 or k <= 0:
         return [[] for _ in range(m)]
     cids = list(cids)
-    rows, cols, exact = _exact_topk(queries, corpus, _cid_ranks(cids), k)
+    corpus_norm = _max_norm(corpus)
+    rows, cols, exact = _exact_topk(queries, corpus, _cid_ranks(cids), k, corpus_norm)
+    entries = len(rows)
 
     # near-duplicate check of the kept entries against their query's positives, all pairs in one pass
     positives = [_as_matrix(p, corpus.shape[1]) for p in positives_list]
     counts = np.array([len(p) for p in positives], dtype=np.int64)
-    dup = np.zeros(len(rows), dtype=bool)
+    excluded = np.zeros(entries, dtype=bool)
     per_entry = counts[rows]
     total = int(per_entry.sum())
     if total:
         stacked = np.concatenate([p for p in positives if len(p)])
         offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        entry = np.repeat(np.arange(len(rows)), per_entry)
+        entry = np.repeat(np.arange(entries), per_entry)
         positive = offsets[rows][entry] + np.arange(total) - np.repeat(np.cumsum(per_entry) - per_entry, per_entry)
         # float32 cosines are within eps / 2 of the exact ones: only those near or above the ceiling need the
         # exact check, and the flag is the exact cosine's either way
-        near = np.einsum("ij,ij->i", stacked[positive], corpus[cols[entry]]) >= ceiling - _eps(stacked, corpus)
+        eps = _eps(corpus.shape[1], _max_norm(stacked), corpus_norm)
+        near = _pair_dots32(stacked, positive, corpus, cols[entry]) >= ceiling - eps
         entry, positive = entry[near], positive[near]
-        cosines = _pair_dots(stacked, positive, corpus, cols[entry])
-        np.logical_or.at(dup, entry, cosines > ceiling)
+        excluded[entry[_pair_dots(stacked, positive, corpus, cols[entry]) > ceiling]] = True
 
-    out: list[list[tuple[float, str, bool]]] = [[] for _ in range(m)]
-    excludes = [frozenset(e) for e in exclude_list]
-    for row, col, score, is_dup in zip(rows.tolist(), cols.tolist(), exact.tolist(), dup.tolist()):
-        cid = cids[col]
-        out[row].append((score, cid, is_dup or cid in excludes[row]))
-    return out
+    # exclude-list membership, matched as (row, column) keys
+    column = {cid: i for i, cid in enumerate(cids)}
+    banned = [row * n + column[cid] for row, ids in enumerate(exclude_list) for cid in ids if cid in column]
+    if banned:
+        excluded |= np.isin(rows * n + cols, banned)
+
+    bounds = np.searchsorted(rows, np.arange(m + 1)).tolist()
+    scores, names, flags = exact.tolist(), [cids[c] for c in cols.tolist()], excluded.tolist()
+    return [list(zip(scores[a:b], names[a:b], flags[a:b])) for a, b in zip(bounds, bounds[1:])]
 
 
 def merge_topk(parts: Iterable[Sequence[tuple[float, str, bool]]], k: int) -> list[tuple[float, str, bool]]:
@@ -240,10 +264,10 @@ def brute_force_topk(queries: np.ndarray, corpus: np.ndarray, cids: Sequence[str
     if not len(corpus) or k <= 0:
         return out
     cids = list(cids)
-    cid_rank = _cid_ranks(cids)
+    cid_rank, corpus_norm = _cid_ranks(cids), _max_norm(corpus)
     step = max(1, _BRUTE_CELLS // len(corpus))
     for start in range(0, len(queries), step):
-        rows, cols, exact = _exact_topk(queries[start:start + step], corpus, cid_rank, k)
+        rows, cols, exact = _exact_topk(queries[start:start + step], corpus, cid_rank, k, corpus_norm)
         for row, col, score in zip(rows.tolist(), cols.tolist(), exact.tolist()):
             out[start + row].append((score, cids[col]))
     return out
