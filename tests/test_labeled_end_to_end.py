@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from test_end_to_end import read_dir, run_cli
 
 from cmtp.pipelines.cli import main
 from cmtp.schemas import LABELED_SCHEMA, REJECT_SCHEMA
 from cmtp.transforms.hard_negatives import text_id
 from conftest import REPO
-from test_end_to_end import read_dir, run_cli
 
 RETRIEVAL = "为这个句子生成表示以用于检索相关文章："
 

@@ -11,11 +11,11 @@ from itertools import islice
 
 import pytest
 
+from cmtp.schemas import Pair
 from cmtp.transforms.io import open_binary
 from cmtp.transforms.sources import REGISTRY, ExtractError, SourceRecord
 from cmtp.transforms.sources.judgments import NEGATIVE, POSITIVE, Link, Text, text_key
 from cmtp.transforms.sources.layouts import Parsed
-from cmtp.schemas import Pair
 
 
 def judged_rows(source: str, role: str, path, limit: int | None = None, **options) -> list:
@@ -199,7 +199,7 @@ def test_t2ranking_grades_split_at_the_configured_cut_offs():
 def test_mmarco_triples_give_a_positive_and_a_hard_negative_link():
     mmarco = REGISTRY["mmarco"]()
     links = mmarco.judge("triples", SourceRecord("mmarco", "triples.tsv", "line 1", ["11", "22", "33"]))
-    assert [(l.qid, l.pid, l.kind) for l in links] == [("11", "22", POSITIVE), ("11", "33", NEGATIVE)]
+    assert [(link.qid, link.pid, link.kind) for link in links] == [("11", "22", POSITIVE), ("11", "33", NEGATIVE)]
 
 
 def test_inline_judgments_are_pairs_links_are_not():

@@ -113,6 +113,25 @@ def test_blocked_topk_equals_brute_force(mining, task):
     assert [[(s, c) for s, c, _ in r] for r in shuffled] == brute
 
 
+def test_blocked_topk_is_exact_on_near_ties(mining):
+    """300 near-copies of a real abstract's embedding (N(0, 3e-5) noise): all scores to the query within a few
+    float32 ulps, so float32 matmuls of different shapes order them differently; the eps pre-selection and exact
+    re-score still give the brute-force list in every blocking (a float32 top-k cut without eps does not)."""
+    _, corpus = mining
+    ids, vectors = corpus["csl"]
+    rng = np.random.default_rng(5)
+    copies = vectors[3] + rng.normal(0, 3e-5, (300, vectors.shape[1])).astype(np.float32)
+    copies = (copies / np.linalg.norm(copies, axis=1, keepdims=True)).astype(np.float32)
+    copy_ids = [f"near-{i:03d}" for i in range(len(copies))]
+    q = np.stack([vectors[3], copies[0], copies[1]])
+    brute = brute_force_topk(q, copies, copy_ids, K)
+    assert np.ptp(exact_scores(q[:1], copies)) < 1e-6
+    for query_block, corpus_block in [(1, 37), (2, 50), (3, 64), (1, 100), (3, 299)]:
+        merged = blocked([MiningQuery("t", str(i), v, np.zeros((0, v.size), np.float32), ()) for i, v in enumerate(q)],
+                         copy_ids, copies, K, query_block, corpus_block)
+        assert [[(s, c) for s, c, _ in r] for r in merged] == brute, (query_block, corpus_block)
+
+
 def test_excluded_flag_marks_exclude_list_and_near_duplicates(mining):
     queries, corpus = mining
     ids, vectors = corpus["csl"]

@@ -18,7 +18,7 @@ from apache_beam.utils import shared
 
 from cmtp.schemas import LabeledRecord
 from cmtp.transforms.embedders import Embedder, load_embedder
-from cmtp.transforms.negatives import CorpusItem, MineNegatives, MiningQuery, Mined
+from cmtp.transforms.negatives import CorpusItem, Mined, MineNegatives, MiningQuery
 from cmtp.transforms.report import STATS
 from cmtp.transforms.scoring import encode_sorted
 

@@ -285,20 +285,35 @@ def _blocks(counts: dict, kind: str, task: str, size: int) -> int:
     return math.ceil(counts.get((kind, task), 0) / size)
 
 
-def _corpus_to_blocks(item: CorpusItem, counts: dict, query_block: int, corpus_block: int):
-    n_cblocks = _blocks(counts, "corpus", item.task, corpus_block)
-    cb = stable_block(item.cid, n_cblocks)
-    value = (item.cid, np.asarray(item.vector, dtype=np.float32))
-    for qb in range(_blocks(counts, "queries", item.task, query_block)):
-        yield (item.task, qb, cb), value
+def _vector_bytes(vectors) -> bytes:
+    return np.ascontiguousarray(vectors, dtype=np.float32).tobytes()
 
 
-def _query_to_blocks(query: MiningQuery, counts: dict, query_block: int, corpus_block: int):
-    qb = stable_block(query.qid, _blocks(counts, "queries", query.task, query_block))
-    value = (query.qid, np.asarray(query.vector, dtype=np.float32), np.asarray(query.positives, dtype=np.float32),
-             tuple(query.exclude))
-    for cb in range(_blocks(counts, "corpus", query.task, corpus_block)):
-        yield (query.task, qb, cb), value
+def _compact_corpus(item: CorpusItem) -> tuple[str, str, bytes]:
+    """(task, cid, float32 bytes): encoded by Beam's fast coder as is, no pickling of arrays."""
+    return item.task, item.cid, _vector_bytes(item.vector)
+
+
+def _compact_query(query: MiningQuery) -> tuple[str, str, bytes, bytes, tuple[str, ...]]:
+    return query.task, query.qid, _vector_bytes(query.vector), _vector_bytes(query.positives), tuple(query.exclude)
+
+
+def _corpus_to_blocks(item: tuple, counts: dict, query_block: int, corpus_block: int):
+    task, cid, vector = item
+    cb = stable_block(cid, _blocks(counts, "corpus", task, corpus_block))
+    for qb in range(_blocks(counts, "queries", task, query_block)):
+        yield (task, qb, cb), (cid, vector)
+
+
+def _query_to_blocks(query: tuple, counts: dict, query_block: int, corpus_block: int):
+    task, qid = query[:2]
+    qb = stable_block(qid, _blocks(counts, "queries", task, query_block))
+    for cb in range(_blocks(counts, "corpus", task, corpus_block)):
+        yield (task, qb, cb), query[1:]
+
+
+def _matrix(chunks: list[bytes], d: int) -> np.ndarray:
+    return np.frombuffer(b"".join(chunks), dtype=np.float32).reshape(-1, d)
 
 
 def _mine_block(element, k: int, ceiling: float):
@@ -306,9 +321,9 @@ def _mine_block(element, k: int, ceiling: float):
     queries, corpus = list(groups["queries"]), list(groups["corpus"])
     if not queries or not corpus:
         return
-    d = len(queries[0][1])
-    ranked = block_topk(np.stack([q[1] for q in queries]), np.stack([c[1] for c in corpus]),
-                        [c[0] for c in corpus], k, [_as_matrix(q[2], d) for q in queries],
+    d = len(queries[0][1]) // 4
+    ranked = block_topk(_matrix([q[1] for q in queries], d), _matrix([c[1] for c in corpus], d),
+                        [c[0] for c in corpus], k, [_matrix([q[2]], d) for q in queries],
                         [q[3] for q in queries], ceiling)
     for query, part in zip(queries, ranked):
         yield (task, query[0]), part
@@ -351,10 +366,12 @@ class MineNegatives(beam.PTransform):
         self._qblock, self._cblock = query_block, corpus_block
 
     def expand(self, inputs):
-        queries, corpus = inputs["queries"], inputs["corpus"]
+        # compact (task, id, float32 bytes, ...) tuples first: what waits for the counts and what is shuffled
+        corpus = inputs["corpus"] | "CompactCorpus" >> beam.Map(_compact_corpus)
+        queries = inputs["queries"] | "CompactQueries" >> beam.Map(_compact_query)
         counts = beam.pvalue.AsDict(
-            (corpus | "CorpusTasks" >> beam.Map(lambda c: (("corpus", c.task), None)),
-             queries | "QueryTasks" >> beam.Map(lambda q: (("queries", q.task), None)))
+            (corpus | "CorpusTasks" >> beam.Map(lambda c: (("corpus", c[0]), None)),
+             queries | "QueryTasks" >> beam.Map(lambda q: (("queries", q[0]), None)))
             | "AllTasks" >> beam.Flatten()
             | "CountPerTask" >> beam.combiners.Count.PerKey())
         keyed_corpus = corpus | "CorpusToBlocks" >> beam.FlatMap(_corpus_to_blocks, counts, self._qblock,
@@ -365,7 +382,7 @@ class MineNegatives(beam.PTransform):
                     | "JoinBlocks" >> beam.CoGroupByKey()
                     | "BlockTopK" >> beam.FlatMap(_mine_block, self._hi, self._ceiling))
         # every query keyed into the combine too: one Mined per query even when its task has no corpus
-        own = queries | "EveryQuery" >> beam.Map(lambda q: ((q.task, q.qid), []))
+        own = queries | "EveryQuery" >> beam.Map(lambda q: ((q[0], q[1]), []))
         lo, hi, n, seed = self._lo, self._hi, self._n, self._seed
 
         def to_mined(element):
