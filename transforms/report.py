@@ -30,6 +30,27 @@ def _score_bin(score: float) -> str:
     return f"{math.floor(score / HISTOGRAM_BIN) * HISTOGRAM_BIN:.2f}"
 
 
+def _per_source_rows(per_source: dict, fields: tuple[str, ...], histogram: str, groups: tuple[str, ...]):
+    """Each source's row of `fields`, its drops by stage and reason, its histogram and tallies by type; the totals
+    of the fields; and the drops summed over sources."""
+    sources, totals, dropped = {}, dict.fromkeys(fields, 0), defaultdict(lambda: defaultdict(int))
+    for source in sorted(per_source):
+        entry = per_source[source]
+        row: dict[str, Any] = {field: entry[field] for field in fields}
+        row["dropped"] = {s: dict(sorted(r.items())) for s, r in sorted(entry.get("dropped", {}).items())}
+        row[histogram] = dict(sorted(entry.get(histogram, {}).items()))
+        for group in groups:
+            if group in entry:
+                row[group] = dict(sorted(entry[group].items())) if isinstance(entry[group], dict) else entry[group]
+        sources[source] = row
+        for field in fields:
+            totals[field] += row[field]
+        for stage, reasons in row["dropped"].items():
+            for reason, n in reasons.items():
+                dropped[stage][reason] += n
+    return sources, totals, dropped
+
+
 def assemble(counts: Iterable[tuple[tuple[str, str, str, str], int]], header: dict[str, Any]) -> dict[str, Any]:
     """The report dict from the summed counts; `checks` holds each balance and whether it holds."""
     per_source: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
@@ -52,21 +73,8 @@ def assemble(counts: Iterable[tuple[tuple[str, str, str, str], int]], header: di
 
     fields = ("records_read", "read_rejects", "records_parsed", "extract_rejects", "records_with_pairs",
               "pairs_made", "pairs_extracted", "pairs_dropped", "pairs_kept")
-    sources, totals, dropped = {}, dict.fromkeys(fields, 0), defaultdict(lambda: defaultdict(int))
-    for source in sorted(per_source):
-        entry = per_source[source]
-        row = {field: entry[field] for field in fields}
-        row["dropped"] = {s: dict(sorted(r.items())) for s, r in sorted(entry.get("dropped", {}).items())}
-        row["score_histogram"] = dict(sorted(entry.get("score_histogram", {}).items()))
-        for group in ("pii_masked", "flagged", "pairs_capped"):
-            if group in entry:
-                row[group] = dict(sorted(entry[group].items())) if isinstance(entry[group], dict) else entry[group]
-        sources[source] = row
-        for field in fields:
-            totals[field] += row[field]
-        for stage, reasons in row["dropped"].items():
-            for reason, n in reasons.items():
-                dropped[stage][reason] += n
+    sources, totals, dropped = _per_source_rows(per_source, fields, "score_histogram",
+                                                ("pii_masked", "flagged", "pairs_capped"))
 
     t = totals
     checks = {
@@ -116,18 +124,7 @@ def assemble_labeled(counts: Iterable[tuple[tuple[str, str, str, str], int]], he
             per_source[source].setdefault("mined_score_histogram", defaultdict(int))[stage] += n
         else:
             per_source[source][name] += n
-    sources, totals, dropped = {}, dict.fromkeys(LABELED_FIELDS, 0), defaultdict(lambda: defaultdict(int))
-    for source in sorted(per_source):
-        entry = per_source[source]
-        row: dict[str, Any] = {field: entry[field] for field in LABELED_FIELDS}
-        row["dropped"] = {s: dict(sorted(r.items())) for s, r in sorted(entry.get("dropped", {}).items())}
-        row["mined_score_histogram"] = dict(sorted(entry.get("mined_score_histogram", {}).items()))
-        sources[source] = row
-        for field in LABELED_FIELDS:
-            totals[field] += row[field]
-        for stage, reasons in row["dropped"].items():
-            for reason, n in reasons.items():
-                dropped[stage][reason] += n
+    sources, totals, dropped = _per_source_rows(per_source, LABELED_FIELDS, "mined_score_histogram", ())
     t = totals
     checks = {
         "records_read == read_rejects + records_parsed": t["records_read"] == t["read_rejects"] + t["records_parsed"],

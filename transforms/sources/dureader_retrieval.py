@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import IO, Iterator
 
 from cmtp.transforms.sources.base import ExtractError, SourceRecord, register
-from cmtp.transforms.sources.judgments import NEGATIVE, POSITIVE, Judged, LabeledSource, iter_table, text_key
-from cmtp.transforms.sources.layouts import Item, iter_json_lines
-from cmtp.transforms.sources.records import only_objects
+from cmtp.transforms.sources.dureader import related_paragraphs
+from cmtp.transforms.sources.judgments import NEGATIVE, POSITIVE, Judged, LabeledSource, iter_rows, iter_table, text_key
+from cmtp.transforms.sources.layouts import Item
 
 
 def _paragraph(text: str) -> str:
@@ -30,9 +30,7 @@ class DuReaderRetrieval(LabeledSource):
              "corpus": "dureader.para: title \\t para"}
 
     def parse_role(self, role: str, path: str, stream: IO[bytes]) -> Iterator[Item]:
-        if role == "rows" and stream.peek(64).lstrip()[:1] == b"{":
-            return only_objects(iter_json_lines(stream))
-        return iter_table(stream)
+        return iter_rows(stream) if role == "rows" else iter_table(stream)
 
     def judge(self, role: str, record: SourceRecord) -> list[Judged]:
         fields = record.fields
@@ -69,18 +67,5 @@ class DuReaderRetrieval(LabeledSource):
         question = self.text(fields, "question", required=True)
         if not question:
             raise ExtractError("empty_query", "question is empty")
-        documents = fields.get("documents")
-        if not isinstance(documents, list):
-            raise ExtractError("missing_field", "record has no 'documents' list")
-        judged = []
-        for document in documents:
-            if not isinstance(document, dict) or not document.get("is_selected"):
-                continue
-            paragraphs, index = document.get("paragraphs"), document.get("most_related_para")
-            if isinstance(paragraphs, list) and isinstance(index, int) and 0 <= index < len(paragraphs) \
-                    and isinstance(paragraphs[index], str) and paragraphs[index].strip():
-                judged.append(self.judgment(record, POSITIVE, question, paragraphs[index].strip(),
-                                            fields.get("question_id")))
-        if not judged:
-            raise ExtractError("no_positive", f"none of {len(documents)} documents is selected with a related paragraph")
-        return judged
+        return [self.judgment(record, POSITIVE, question, paragraph, fields.get("question_id"))
+                for paragraph in related_paragraphs(fields)]

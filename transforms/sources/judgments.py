@@ -21,7 +21,8 @@ from typing import IO, Any, ClassVar, Iterator, NamedTuple, Union
 
 from cmtp.schemas import Pair
 from cmtp.transforms.sources.base import ExtractError, Source, SourceRecord
-from cmtp.transforms.sources.layouts import Item, Parsed, iter_tsv
+from cmtp.transforms.sources.layouts import Item, Parsed, iter_json_lines, iter_tsv
+from cmtp.transforms.sources.records import only_objects
 
 POSITIVE, NEGATIVE = "positive", "negative"
 LOOKUP_ROLES = ("queries", "corpus")
@@ -142,6 +143,13 @@ def iter_table(stream: IO[bytes], whitespace: bool = False) -> Iterator[Item]:
                 continue
             item = Parsed(item.position, fields)
         yield item
+
+
+def iter_rows(stream: IO[bytes]) -> Iterator[Item]:
+    """Self-contained rows: JSON lines of objects when the file starts with `{`, else tsv rows."""
+    if stream.peek(64).lstrip()[:1] == b"{":
+        return only_objects(iter_json_lines(stream))
+    return iter_table(stream)
 
 
 class TableSource(LabeledSource):

@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import IO, Iterator
 
 from cmtp.transforms.sources.base import ExtractError, SourceRecord, register
-from cmtp.transforms.sources.judgments import NEGATIVE, POSITIVE, Judged, LabeledSource, iter_table
-from cmtp.transforms.sources.layouts import Item, iter_json_lines
-from cmtp.transforms.sources.records import only_objects
+from cmtp.transforms.sources.judgments import NEGATIVE, POSITIVE, Judged, LabeledSource, iter_rows
+from cmtp.transforms.sources.layouts import Item
 
 
 class NliSource(LabeledSource):
@@ -23,9 +22,7 @@ class NliSource(LabeledSource):
     field_names = ("sentence1", "sentence2", "label")
 
     def parse_role(self, role: str, path: str, stream: IO[bytes]) -> Iterator[Item]:
-        if stream.peek(64).lstrip()[:1] == b"{":
-            return only_objects(iter_json_lines(stream))
-        return iter_table(stream)
+        return iter_rows(stream)
 
     def judge(self, role: str, record: SourceRecord) -> list[Judged]:
         fields = record.fields

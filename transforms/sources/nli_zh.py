@@ -16,9 +16,8 @@ from typing import IO, Iterator, Optional
 from pydantic import Field
 
 from cmtp.transforms.sources.base import ExtractError, SourceOptions, SourceRecord, register
-from cmtp.transforms.sources.judgments import NEGATIVE, POSITIVE, Judged, LabeledSource, iter_table
-from cmtp.transforms.sources.layouts import Item, iter_json_lines
-from cmtp.transforms.sources.records import only_objects
+from cmtp.transforms.sources.judgments import NEGATIVE, POSITIVE, Judged, LabeledSource, iter_rows
+from cmtp.transforms.sources.layouts import Item
 
 
 class NliZhOptions(SourceOptions):
@@ -37,9 +36,7 @@ class NliZh(LabeledSource):
     Options = NliZhOptions
 
     def parse_role(self, role: str, path: str, stream: IO[bytes]) -> Iterator[Item]:
-        if stream.peek(64).lstrip()[:1] == b"{":
-            return only_objects(iter_json_lines(stream))
-        return iter_table(stream)
+        return iter_rows(stream)
 
     def judge(self, role: str, record: SourceRecord) -> list[Judged]:
         fields = record.fields
