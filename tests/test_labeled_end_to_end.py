@@ -157,3 +157,26 @@ def test_mining_is_deterministic_across_block_sizes(sample_run, tmp_path):
         return sorted((r["id"], tuple(r["neg"]), tuple(r["mined_ranks"])) for r in rows)
 
     assert key(again) == key(sample_run["records"])
+
+
+def test_export_refuses_what_is_not_a_labeled_run(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "fe")]) == 2
+    assert "no such run directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["export", str(tmp_path / "empty"), "--out", str(tmp_path / "fe")]) == 2
+    assert "no data/*.parquet" in capsys.readouterr().err
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "unlabeled" / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"id": ["a"], "query": ["q"], "passage": ["p"]}),
+                   tmp_path / "unlabeled" / "data" / "part-00000-of-00001.parquet")
+    assert main(["export", str(tmp_path / "unlabeled"), "--out", str(tmp_path / "fe")]) == 2
+    assert "not a labeled run" in capsys.readouterr().err
+
+
+def test_export_keeps_records_without_negatives_only_when_asked(sample_run, tmp_path):
+    no_neg = sum(1 for r in sample_run["records"] if not r["neg"])
+    assert main(["export", str(sample_run["out"]), "--out", str(tmp_path / "all"), "--keep-without-neg"]) == 0
+    lines = sum(len(f.read_text("utf-8").splitlines()) for f in (tmp_path / "all").glob("*.jsonl"))
+    assert lines == len(sample_run["records"]) and lines - no_neg == sum(1 for r in sample_run["records"] if r["neg"])
