@@ -28,18 +28,21 @@ delta >= exact_j + eps - 2 delta >= exact_j, so j would be outside the exact top
 re-scored with `exact_scores` and the block's top k taken by (-exact score, cid). `exact_scores` is the float64
 dot product of the float32 vectors (products of two float32 values are exact in float64) summed by a fixed
 pairwise tree over the d products of each pair: elementwise float64 additions of array halves, so every pair's
-value is the same bits whatever the other rows, the shapes or the machine. The top k of a union is the top k of
-the union of the parts' top k's, so merging partials in any order gives the exact global top k. Reported scores
-are these exact float64 scores. The near-duplicate check (exact cosine to each positive > ceiling) is done at
-block time for the kept candidates with `exact_scores` too, and carried as the `excluded` flag with
-exclude-list membership. Assumes IEEE float32 BLAS (not TF32/bf16 modes).
+value is the same bits whatever the other rows or the shapes, on any IEEE-754 machine. The top k of a union is the top k of
+the union of the parts' top k's (the order (-score, cid) is total, cids being unique), so merging partials in
+any order gives the exact global top k. Reported scores
+are these exact float64 scores. The near-duplicate check (exact cosine to a positive > ceiling) is done at
+block time for the kept candidates, and carried as the `excluded` flag with exclude-list membership: float32
+cosines pre-select the pairs at or above ceiling - eps, and those are decided by the exact score (a pair below
+it in float32 is below the ceiling exactly). Assumes IEEE float32 BLAS (not TF32/bf16 modes).
 
 Memory per worker: one query block and one corpus block (query_block + corpus_block vectors of d float32),
-their float32 score matrix (query_block x corpus_block: 32 MiB at the defaults), the pre-selected candidates
+their float32 score matrix and its partitioned copy (query_block x corpus_block: 32 MiB each at the defaults),
+the pre-selected candidates
 (~k per query, re-scored in cache-sized chunks), and k entries per query in the combine. No step gathers a
 task's whole corpus or all its queries; hash assignment makes a block's size binomial around its mean
 (<= the block size). Shuffle volume: the corpus n_qblocks times and the queries (with their positives) n_cblocks
-times into the CoGroupByKey, then k (score, cid, flag) entries per query per corpus block into the combine
+times into the CoGroupByKey, each vector as d float32 bytes (2 KiB at d = 512) beside its id, then k (score, cid, flag) entries per query per corpus block into the combine
 (pre-combined where the runner lifts it).
 """
 from __future__ import annotations
@@ -124,9 +127,12 @@ def exact_scores(queries: np.ndarray, corpus: np.ndarray) -> np.ndarray:
     queries = np.asarray(queries, dtype=np.float32)
     corpus = np.asarray(corpus, dtype=np.float32)
     m, n = len(queries), len(corpus)
-    rows = np.repeat(np.arange(m), n)
-    cols = np.tile(np.arange(n), m)
-    return _pair_dots(queries, rows, corpus, cols).reshape(m, n)
+    out = np.empty((m, n), dtype=np.float64)
+    step = max(1, (1 << 20) // max(n, 1))  # index arrays of at most ~1M pairs at a time
+    for start in range(0, m, step):
+        rows = np.arange(start, min(start + step, m))
+        out[rows] = _pair_dots(queries, np.repeat(rows, n), corpus, np.tile(np.arange(n), len(rows))).reshape(-1, n)
+    return out
 
 
 def _max_norm(vectors: np.ndarray) -> float:
@@ -221,7 +227,7 @@ def block_topk(queries: np.ndarray, corpus: np.ndarray, cids: Sequence[str], k: 
         # float32 cosines are within eps / 2 of the exact ones: only those near or above the ceiling need the
         # exact check, and the flag is the exact cosine's either way
         eps = _eps(corpus.shape[1], _max_norm(stacked), corpus_norm)
-        near = _pair_dots32(stacked, positive, corpus, cols[entry]) >= ceiling - eps
+        near = _pair_dots32(stacked, positive, corpus, cols[entry]).astype(np.float64) >= ceiling - eps
         entry, positive = entry[near], positive[near]
         excluded[entry[_pair_dots(stacked, positive, corpus, cols[entry]) > ceiling]] = True
 
