@@ -13,10 +13,11 @@ from typing import Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, PipelineOptions, StandardOptions
 
 from cmtp.pipelines import labeled, unlabeled
 from cmtp.pipelines.config import ConfigError, LoadedConfig, load_config, resolved_yaml
+from cmtp.pipelines.profiles import ProfileError, load_profile
 from cmtp.transforms.read import check_layout
 
 BUILDERS = {"unlabeled": unlabeled.build, "labeled": labeled.build}
@@ -28,7 +29,8 @@ class UsageError(ValueError):
 
 
 def runner_options(beam_args: Sequence[str]) -> tuple[PipelineOptions, object]:
-    """Beam options from the remaining arguments, and the runner: Beam's in-process FnApiRunner unless one is named."""
+    """Beam options from the remaining arguments, and the runner: Beam's in-process FnApiRunner unless one is
+    named. A service runner's options are checked by Beam's own validator here, before any network call."""
     options = PipelineOptions(list(beam_args))
     if options.view_as(DirectOptions).direct_running_mode == "multi_threading":
         raise UsageError("--direct_running_mode=multi_threading is refused: it was seen to drop rows after a "
@@ -37,8 +39,33 @@ def runner_options(beam_args: Sequence[str]) -> tuple[PipelineOptions, object]:
     if runner is None:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-        runner = FnApiRunner()
+        return options, FnApiRunner()
+    from apache_beam.runners.runner import create_runner
+
+    try:
+        runner = create_runner(runner)
+    except (ImportError, ValueError) as error:
+        hint = " (pip install 'cmtp[gcp]')" if "Dataflow" in str(runner) else ""
+        raise UsageError(f"--runner {runner}: {error}{hint}") from None
+    if type(runner).__name__ == "DataflowRunner":
+        from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
+
+        validator = PipelineOptionsValidator(options, runner)
+        # With neither location valid Beam would try to create a default bucket (a network call): refuse first.
+        cloud = options.view_as(GoogleCloudOptions)
+        locations = [e for name in ("temp_location", "staging_location") for e in validator.validate_gcs_path(cloud, name)]
+        errors = locations if len(locations) == 2 else validator.validate()
+        if errors:
+            raise UsageError("invalid Dataflow options: " + " ".join(" ".join(e.split()) for e in errors))
     return options, runner
+
+
+def is_dry_run(options: PipelineOptions) -> bool:
+    """`--dry_run=True`: the Dataflow runner builds the whole job and submits nothing (any value counts, as
+    for Beam)."""
+    from apache_beam.options.pipeline_options import TestOptions
+
+    return bool(options.view_as(TestOptions).dry_run)
 
 
 def prepare_out_dir(out_dir: str, overwrite: bool) -> None:
@@ -72,11 +99,16 @@ def run(loaded: LoadedConfig, out_dir: str, beam_args: Sequence[str]) -> dict:
     """Build and run the config's pipeline into out_dir; returns the report (None where the runner is remote)."""
     options, runner = runner_options(beam_args)
     is_local = FileSystems.get_scheme(out_dir) is None
-    with FileSystems.create(FileSystems.join(out_dir, "config.yaml")) as handle:
-        handle.write(resolved_yaml(loaded).encode("utf-8"))
+    dry_run = is_dry_run(options)
+    if not dry_run:  # a dry run builds the job and submits nothing, so it writes nothing either
+        with FileSystems.create(FileSystems.join(out_dir, "config.yaml")) as handle:
+            handle.write(resolved_yaml(loaded).encode("utf-8"))
     pipeline = beam.Pipeline(runner=runner, options=options)
     BUILDERS[loaded.config.pipeline](pipeline, loaded, out_dir)
-    pipeline.run().wait_until_finish()
+    result = pipeline.run()
+    if dry_run:
+        return {"dry_run": True, "job": getattr(result, "job", None)}
+    result.wait_until_finish()
     if not is_local:
         return {}
     with open(os.path.join(out_dir, "report.json"), encoding="utf-8") as handle:
@@ -102,13 +134,22 @@ def summary(report: dict) -> str:
 
 
 def _run_command(args: argparse.Namespace, beam_args: list[str]) -> int:
-    loaded = load_config(args.config)
+    profile = load_profile(args.profile) if args.profile else None
+    if profile:
+        beam_args = profile.args + list(beam_args)  # the command line's flags come last and win
+    loaded = load_config(args.config, profile.config if profile else None)
     check_layouts(loaded)
     out_dir = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.config))[0])
-    if FileSystems.get_scheme(out_dir) is None:
+    dry_run = is_dry_run(PipelineOptions(list(beam_args)))
+    if FileSystems.get_scheme(out_dir) is None and not dry_run:
         prepare_out_dir(out_dir, args.overwrite)
     started = time.perf_counter()
     report = run(loaded, out_dir, beam_args)
+    if dry_run:
+        job = report.get("job")
+        steps = len(job.proto.steps) if job is not None and job.proto.steps else None
+        print("dry run: the job was built and not submitted" + (f" ({steps} steps)" if steps else ""))
+        return 0
     if report:
         print(summary(report))
         print(f"wrote {out_dir} in {time.perf_counter() - started:.1f}s")
@@ -159,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser.add_argument("config", help="YAML run config, e.g. configs/sample.yaml")
     run_parser.add_argument("--out", help="run directory (default: runs/<config name>)")
     run_parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
+    run_parser.add_argument("--profile", help="runner profile: local, dataflow, flink (configs/profiles/) or a path")
     exp = commands.add_parser("export", help="write a labeled run as FlagEmbedding fine-tuning JSONL, one file per task")
     exp.add_argument("run_dir", help="the --out of a `cmtp run` of a labeled config")
     exp.add_argument("--format", default="flagembedding", choices=["flagembedding"])
@@ -184,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "export":
             return _export_command(args)
         return _run_command(args, beam_args)
-    except (ConfigError, UsageError) as error:
+    except (ConfigError, UsageError, ProfileError) as error:
         print(f"cmtp: error: {error}", file=sys.stderr)
         return 2
 

@@ -420,8 +420,9 @@ class LoadedConfig:
         return os.path.normpath(os.path.join(os.path.dirname(self.path), path))
 
 
-def load_config(path: str) -> LoadedConfig:
-    """Parse, validate and resolve a run config; raises ConfigError with a one-line message."""
+def load_config(path: str, overrides: Optional[dict] = None) -> LoadedConfig:
+    """Parse, validate and resolve a run config (with a profile's `overrides` merged over it first); raises
+    ConfigError with a one-line message."""
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: config file not found")
     with open(path, encoding="utf-8") as handle:
@@ -432,6 +433,10 @@ def load_config(path: str) -> LoadedConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     schema = LabeledRunConfig if raw.get("pipeline") == "labeled" else RunConfig
+    if overrides:  # a profile serves both pipelines: its sections of the other pipeline are not this one's
+        from cmtp.pipelines.profiles import merged
+
+        raw = merged(raw, {key: value for key, value in overrides.items() if key in schema.model_fields})
     try:
         config = schema.model_validate(raw)
     except ValidationError as error:
