@@ -243,6 +243,18 @@ class ScoringConfig(EmbedderConfig):
         return data
 
 
+class OutputConfig(_Strict):
+    """How kept rows and rejects are sharded (transforms/io.py WriteParquetShards)."""
+
+    shard_mb: int = Field(default=512, ge=1)  # a shard closes after this much Arrow data (before zstd)
+    row_group_mb: int = Field(default=64, ge=1)  # one Parquet row group per this much
+    num_shards: int = Field(default=0, ge=0)  # > 0: exactly this many shards (groups every row once)
+
+    def write_args(self) -> dict:
+        return {"shard_bytes": self.shard_mb << 20, "row_group_bytes": self.row_group_mb << 20,
+                "num_shards": self.num_shards}
+
+
 def _listed_once(sources: list) -> list:
     names = [source.name for source in sources]
     for i, name in enumerate(names):
@@ -258,6 +270,7 @@ class RunConfig(_Strict):
     filters: FiltersConfig = FiltersConfig.model_validate({})
     dedup: DedupConfig = DedupConfig()
     scoring: ScoringConfig = ScoringConfig.model_validate({})
+    output: OutputConfig = OutputConfig()
 
     _once_each = field_validator("sources")(lambda sources: _listed_once(sources))
 
@@ -356,6 +369,7 @@ class LabeledRunConfig(_Strict):
     filters: FiltersConfig = FiltersConfig.model_validate({})
     dedup: LabeledDedupConfig = LabeledDedupConfig()
     negatives: MiningConfig = MiningConfig()
+    output: OutputConfig = OutputConfig()
 
     _once_each = field_validator("sources")(lambda sources: _listed_once(sources))
 

@@ -110,8 +110,9 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
         stats.append(mined["stats"])
 
     rejects = rejects | "AllRejects" >> beam.Flatten()
-    labeled | "WriteRecords" >> WriteParquetShards(FileSystems.join(out_dir, "data"), LABELED_SCHEMA)
-    rejects | "WriteRejects" >> WriteParquetShards(FileSystems.join(out_dir, "rejects"), REJECT_SCHEMA)
+    output = config.output.write_args()
+    labeled | "WriteRecords" >> WriteParquetShards(FileSystems.join(out_dir, "data"), LABELED_SCHEMA, **output)
+    rejects | "WriteRejects" >> WriteParquetShards(FileSystems.join(out_dir, "rejects"), REJECT_SCHEMA, **output)
     header = {
         "pipeline": "labeled",
         "config": loaded.path,

@@ -69,6 +69,10 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
         rejects.append(near["rejects"])
         stats.append(near["stats"])
     scoring = config.scoring
+    if scoring.enabled and not (exact_config.pair or exact_config.passage or near_config.enabled):
+        # no dedup shuffle before the scorer: without one it would be fused behind the readers, a big file's
+        # pairs all scored by the worker that read it
+        pairs = pairs | "SpreadForScoring" >> beam.Reshuffle()
     if scoring.enabled:
         scored = pairs | "SemanticFilter" >> SemanticFilter(scoring.backend, scoring.threshold, scoring.min_batch_size,
                                                             scoring.max_batch_size, scoring.slice_size,
@@ -77,8 +81,9 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
         rejects.append(scored.rejects)
 
     rejects = rejects | "AllRejects" >> beam.Flatten()
-    pairs | "WritePairs" >> WriteParquetShards(FileSystems.join(out_dir, "data"), PAIR_SCHEMA)
-    rejects | "WriteRejects" >> WriteParquetShards(FileSystems.join(out_dir, "rejects"), REJECT_SCHEMA)
+    output = config.output.write_args()
+    pairs | "WritePairs" >> WriteParquetShards(FileSystems.join(out_dir, "data"), PAIR_SCHEMA, **output)
+    rejects | "WriteRejects" >> WriteParquetShards(FileSystems.join(out_dir, "rejects"), REJECT_SCHEMA, **output)
     header = {
         "pipeline": "unlabeled",
         "config": loaded.path,

@@ -88,3 +88,23 @@ def test_gb18030_is_detected_when_bytes_are_not_utf8():
     assert cmtp_io.sniff_encoding("中文摘要".encode("gb18030")) == "gb18030"
     assert cmtp_io.sniff_encoding("中文摘要".encode("utf-8")) == "utf-8"
     assert cmtp_io.sniff_encoding("中文摘要".encode("utf-8-sig")) == "utf-8-sig"
+
+
+def test_parquet_shards_are_bounded_not_one_file_per_bundle(tmp_path):
+    import apache_beam as beam
+    import pyarrow.parquet as pq
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from cmtp.schemas import PAIR_SCHEMA, Pair
+    from cmtp.transforms.io import WriteParquetShards
+
+    rows = [Pair(f"{i:08d}", "问题" * 20, "段落" * 50, "s", "k", "f", str(i)) for i in range(20000)]
+    with beam.Pipeline(runner=FnApiRunner()) as pipeline:  # FnApiRunner: the whole input is one bundle
+        pipeline | beam.Create(rows) | WriteParquetShards(str(tmp_path), PAIR_SCHEMA, shard_bytes=400_000,
+                                                          row_group_bytes=100_000)
+    files = sorted(tmp_path.glob("part-*-of-*.parquet"))
+    sizes = [pq.ParquetFile(f).metadata.num_rows for f in files]
+    assert len(files) > 2 and files[-1].name.endswith(f"-of-{len(files):05d}.parquet")
+    assert sum(sizes) == 20000 and max(sizes) - min(sizes) <= max(sizes) // 2  # balanced
+    ids = sorted(i for f in files for i in pq.read_table(f, columns=["id"]).column("id").to_pylist())
+    assert ids == [row.id for row in rows]
