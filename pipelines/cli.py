@@ -48,13 +48,22 @@ def runner_options(beam_args: Sequence[str]) -> tuple[PipelineOptions, object]:
         hint = " (pip install 'cmtp[gcp]')" if "Dataflow" in str(runner) else ""
         raise UsageError(f"--runner {runner}: {error}{hint}") from None
     if type(runner).__name__ == "DataflowRunner":
+        from apache_beam.options.pipeline_options import TestOptions
         from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
 
         validator = PipelineOptionsValidator(options, runner)
-        # With neither location valid Beam would try to create a default bucket (a network call): refuse first.
+        # With neither location valid Beam would try to create a default bucket (a network call): refuse first,
+        # naming the project's and region's problems too.
         cloud = options.view_as(GoogleCloudOptions)
         locations = [e for name in ("temp_location", "staging_location") for e in validator.validate_gcs_path(cloud, name)]
-        errors = locations if len(locations) == 2 else validator.validate()
+        # Beam's validator checks each valid bucket's soft-delete policy on GCS (minutes of credential retries
+        # offline) before reporting a bad project; it skips that in a dry run, so validate as one.
+        test = options.view_as(TestOptions)
+        dry_run, test.dry_run = test.dry_run, True
+        try:
+            errors = locations + validator.validate_cloud_options(cloud) if len(locations) == 2 else validator.validate()
+        finally:
+            test.dry_run = dry_run
         if errors:
             raise UsageError("invalid Dataflow options: " + " ".join(" ".join(e.split()) for e in errors))
     return options, runner
@@ -147,8 +156,8 @@ def _run_command(args: argparse.Namespace, beam_args: list[str]) -> int:
     report = run(loaded, out_dir, beam_args)
     if dry_run:
         job = report.get("job")
-        steps = len(job.proto.steps) if job is not None and job.proto.steps else None
-        print("dry run: the job was built and not submitted" + (f" ({steps} steps)" if steps else ""))
+        transforms = len(job.proto_pipeline.components.transforms) if job is not None else 0
+        print("dry run: the job was built and not submitted" + (f" ({transforms} transforms)" if transforms else ""))
         return 0
     if report:
         print(summary(report))

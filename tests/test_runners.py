@@ -1,0 +1,417 @@
+"""Runners other than the local FnApiRunner, offline.
+
+Dataflow: `--dry_run=True` builds the whole job (pipeline graph, options, the worker environment Dataflow
+would receive) without credentials or network; bad options are refused by Beam's validator first.
+Flink: the FlinkRunner submits through the job API; Beam's own local job service speaks it, so a run
+against it (LOOPBACK and EXTERNAL worker environments) must give the rows of a local run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from apache_beam.options.pipeline_options import FlinkRunnerOptions, PortableOptions, StandardOptions
+from apache_beam.portability.api import beam_runner_api_pb2
+from apache_beam.runners.dataflow.internal import apiclient
+from apache_beam.runners.portability.flink_runner import FlinkRunner
+from test_end_to_end import read_dir, run_cli
+
+from cmtp.pipelines.cli import UsageError, main, run, runner_options
+from cmtp.pipelines.config import load_config
+from cmtp.pipelines.profiles import load_profile
+from cmtp.schemas import PAIR_SCHEMA, REJECT_SCHEMA
+from conftest import REPO
+
+SAMPLE = REPO / "configs" / "sample.yaml"
+LABELED = REPO / "configs" / "sample-labeled.yaml"
+OUT = "gs://cmtp-test-bucket/runs/x"
+CLOUD = ["--project=cmtp-test", "--temp_location=gs://cmtp-test-bucket/tmp",
+         "--staging_location=gs://cmtp-test-bucket/staging"]
+ACCELERATOR = "worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"
+IMAGE = "us-central1-docker.pkg.dev/cmtp-test/cmtp/cmtp-gpu:1"
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+# --- Dataflow -------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """Every attempt to reach another host fails and is recorded (name lookups included); Beam's temporary
+    files (the sdist of --setup_file) go under tmp_path; child processes may not reach a package index."""
+    attempts: list = []
+    connect, getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def guarded_connect(sock, address):
+        if sock.family != socket.AF_UNIX and address[0] not in LOOPBACK_HOSTS:
+            attempts.append(address)
+            raise OSError(f"test: network is off ({address})")
+        return connect(sock, address)
+
+    def guarded_getaddrinfo(host, *args, **kwargs):
+        if host not in LOOPBACK_HOSTS and host is not None:
+            attempts.append(host)
+            raise socket.gaierror(f"test: network is off ({host})")
+        return getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))  # an empty gcloud config: no default region
+    monkeypatch.delenv("CLOUDSDK_COMPUTE_REGION", raising=False)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    return attempts
+
+
+def dry_run(config: Path, *flags: str, profile: str = "dataflow") -> tuple[apiclient.Job, float]:
+    """`cmtp run CONFIG --profile dataflow --out gs://... FLAGS --dry_run=True`, through cli.run as _run_command
+    calls it; returns the built job and the seconds it took."""
+    loaded_profile = load_profile(profile)
+    started = time.perf_counter()
+    report = run(load_config(str(config), loaded_profile.config), OUT,
+                 loaded_profile.args + CLOUD + list(flags) + ["--dry_run=True"])
+    elapsed = time.perf_counter() - started
+    assert report["dry_run"] is True and isinstance(report["job"], apiclient.Job)
+    return report["job"], elapsed
+
+
+def environment(job: apiclient.Job):
+    """The Dataflow Environment the submission would send (worker pool, service options, experiments, the
+    SDK's pipeline options), built by Beam's own apiclient offline: a dry run stops before it builds it."""
+    return apiclient.Environment(
+        packages=[], options=job.options, environment_version=apiclient._FNAPI_ENVIRONMENT_MAJOR_VERSION,
+        proto_pipeline_staged_url="gs://cmtp-test-bucket/staging/pipeline.pb", proto_pipeline=job.proto_pipeline,
+    ).proto
+
+
+def stage_names(job: apiclient.Job) -> set[str]:
+    return {t.unique_name for t in job.proto_pipeline.components.transforms.values() if "/" not in t.unique_name}
+
+
+def docker_environments(job: apiclient.Job) -> list:
+    envs = list(job.proto_pipeline.components.environments.values())
+    assert envs and all(env.urn == "beam:env:docker:v1" for env in envs)
+    return envs
+
+
+@pytest.fixture
+def in_repo(monkeypatch):
+    monkeypatch.chdir(REPO)  # --setup_file=./setup.py is relative, as a user in the checkout would give it
+
+
+def test_dataflow_dry_run_builds_the_whole_job_offline(offline, in_repo, tmp_path):
+    job, elapsed = dry_run(SAMPLE, "--setup_file=./setup.py", f"--sdk_container_image={IMAGE}")
+    assert offline == [], f"the dry run tried the network: {offline}"
+    assert elapsed < 30, f"the dry run took {elapsed:.1f}s"
+
+    # the pipeline: every stage of the unlabeled pipeline, one Read per source of the config
+    sources = {"wudao", "zhihu", "baike", "news", "csl", "xlsum", "amazon_reviews", "cmrc2018",
+               "wiki_atomic_edits", "dureader", "zhidao"}
+    names = stage_names(job)
+    expected = {f"Read {name}" for name in sources} | {
+        "Extract", "Normalize", "GeneralFilter", "MaskPII", "ExactDedup pair", "ExactDedup passage", "NearDedup",
+        "SemanticFilter", "WritePairs", "WriteRejects", "Report"}
+    assert expected <= names, sorted(expected - names)
+    assert {n for n in names if n.startswith("Read ")} == {f"Read {name}" for name in sources}
+    every = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
+    assert any(n.startswith("SemanticFilter/") for n in every) and any(n.startswith("NearDedup/") for n in every)
+
+    # the job itself: a batch job named by the profile, its steps in the portable pipeline (runner v2)
+    assert job.proto.name == "cmtp"
+    assert job.proto.type_ == apiclient.dataflow.JobType.JOB_TYPE_BATCH
+    assert list(job.proto.steps) == []
+    assert json.loads(type(job.proto).to_json(job.proto))["name"] == "cmtp"
+
+    # the SDK harness runs in the given image; the setup.py's sdist is an artifact staged as workflow.tar.gz
+    (env,) = docker_environments(job)
+    assert beam_runner_api_pb2.DockerPayload.FromString(env.payload).container_image == IMAGE
+    staged = {beam_runner_api_pb2.ArtifactStagingToRolePayload.FromString(d.role_payload).staged_name:
+              beam_runner_api_pb2.ArtifactFilePayload.FromString(d.type_payload).path for d in env.dependencies}
+    assert "workflow.tar.gz" in staged
+    sdist = Path(staged["workflow.tar.gz"])
+    assert sdist.is_file() and tmp_path in sdist.parents  # built locally (python -m build --no-isolation)
+    with tarfile.open(sdist) as tar:
+        members = tar.getnames()
+    assert any(m.endswith("/setup.py") for m in members)
+    assert any(m.endswith("/pipelines/cli.py") for m in members)
+    assert any(m.endswith("/configs/profiles/dataflow.yaml") for m in members)
+
+    # what the service would receive: machine type, GPU, experiments, image, options for the workers
+    dataflow_env = environment(job)
+    (pool,) = dataflow_env.worker_pools
+    assert pool.machine_type == "g2-standard-8"
+    assert pool.worker_harness_container_image == IMAGE
+    assert [image.container_image for image in pool.sdk_harness_container_images] == [IMAGE]
+    assert pool.num_threads_per_worker == 4
+    assert pool.autoscaling_settings.max_num_workers == 40
+    assert pool.disk_size_gb == 100
+    assert list(dataflow_env.service_options) == [ACCELERATOR]
+    experiments = list(dataflow_env.experiments)
+    assert "no_use_multiple_sdk_containers" in experiments and "use_multiple_sdk_containers" not in experiments
+    assert "use_runner_v2" in experiments
+    sent = type(dataflow_env).to_dict(dataflow_env)["sdk_pipeline_options"]["options"]
+    assert sent["setup_file"] == "./setup.py"
+    assert sent["sdk_container_image"] == IMAGE
+    assert sent["machine_type"] == "g2-standard-8"
+    assert sent["dataflow_service_options"] == [ACCELERATOR]
+    assert "no_use_multiple_sdk_containers" in sent["experiments"]
+    assert (sent["project"], sent["region"], sent["runner"]) == ("cmtp-test", "us-central1", "DataflowRunner")
+    assert sent["temp_location"].startswith("gs://cmtp-test-bucket/tmp/cmtp.")
+    assert sent["staging_location"].startswith("gs://cmtp-test-bucket/staging/cmtp.")
+
+
+def test_dataflow_dry_run_of_the_labeled_pipeline(offline):
+    job, _ = dry_run(LABELED)
+    assert offline == []
+    names = stage_names(job)
+    assert {"Judge", "Normalize", "GeneralFilter", "ExactDedup", "DedupPositives", "MineNegatives", "Report",
+            "WriteRecords", "WriteRejects", "Read t2ranking qrels", "Read mmarco triples",
+            "Read dureader_retrieval rows"} <= names
+    # without --sdk_container_image on the command line, the profile's image (placeholder included) is used
+    (env,) = docker_environments(job)
+    image = "us-central1-docker.pkg.dev/PROJECT/cmtp/cmtp-gpu:latest"
+    assert beam_runner_api_pb2.DockerPayload.FromString(env.payload).container_image == image
+    assert environment(job).worker_pools[0].worker_harness_container_image == image
+
+
+def test_dataflow_command_line_flags_override_the_profile(offline):
+    job, _ = dry_run(SAMPLE, "--machine_type=g2-standard-16", "--max_num_workers=3", "--region=europe-west4",
+                     "--experiments=shuffle_mode=service")
+    assert offline == []
+    dataflow_env = environment(job)
+    assert dataflow_env.worker_pools[0].machine_type == "g2-standard-16"
+    assert dataflow_env.worker_pools[0].autoscaling_settings.max_num_workers == 3
+    assert job.options.get_all_options()["region"] == "europe-west4"
+    # list flags add to the profile's (Beam's flags append): both experiments are sent
+    experiments = list(dataflow_env.experiments)
+    assert "no_use_multiple_sdk_containers" in experiments and "shuffle_mode=service" in experiments
+
+
+def test_dataflow_dry_run_through_main(offline, capsys):
+    code = main(["run", str(SAMPLE), "--profile", "dataflow", "--out", OUT, *CLOUD, "--dry_run=True"])
+    assert code == 0
+    assert capsys.readouterr().out.startswith("dry run: the job was built and not submitted")
+    assert offline == []
+
+
+@pytest.mark.parametrize("flags, messages", [
+    # the shipped profile unedited: every placeholder is named
+    ([], ["Invalid GCS bucket (gs://BUCKET/tmp), given for the option: temp_location.",
+          "Invalid GCS bucket (gs://BUCKET/staging), given for the option: staging_location.",
+          "Invalid Project ID (PROJECT)."]),
+    # the buckets filled in, the project not: refused before Beam checks the buckets on GCS
+    (CLOUD[1:], ["Invalid Project ID (PROJECT)."]),
+    (CLOUD + ["--job_name=CMTP_run"], ["Invalid job_name (CMTP_run)"]),
+    (CLOUD + ["--worker_region=us-east1", "--worker_zone=us-east1-b"],
+     ["worker_region and worker_zone are mutually exclusive."]),
+    (CLOUD + ["--temp_location=/tmp/local"], []),  # one bad location: Beam uses the other for both; no error
+])
+def test_invalid_dataflow_options_are_refused_before_any_network_call(offline, capsys, flags, messages):
+    if not messages:  # the accepted case is checked offline as a dry run
+        assert main(["run", str(SAMPLE), "--profile", "dataflow", "--out", OUT, *flags, "--dry_run=True"]) == 0
+        assert offline == []
+        return
+    started = time.perf_counter()
+    code = main(["run", str(SAMPLE), "--profile", "dataflow", "--out", OUT, *flags])
+    elapsed = time.perf_counter() - started
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("cmtp: error: invalid Dataflow options: ") and "\n" not in err
+    for message in messages:
+        assert message in err
+    assert offline == [], f"tried the network before refusing: {offline}"
+    assert elapsed < 5, f"took {elapsed:.1f}s to refuse"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--project=cmtp-test"], "Missing required option: region."),  # no region and no gcloud default
+    (["--region=us-central1"], "Missing required option: project."),
+])
+def test_missing_project_or_region_is_refused(offline, capsys, flags, message):
+    started = time.perf_counter()
+    code = main(["run", str(SAMPLE), "--out", OUT, "--runner=DataflowRunner",
+                 "--temp_location=gs://cmtp-test-bucket/tmp", *flags])
+    elapsed = time.perf_counter() - started
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"cmtp: error: invalid Dataflow options: {message}"
+    assert offline == [] and elapsed < 5
+
+
+# --- profiles -------------------------------------------------------------------------------------------
+
+def test_flink_profile_reaches_beam():
+    options, runner = runner_options(load_profile("flink").args)
+    assert isinstance(runner, FlinkRunner)
+    assert options.view_as(StandardOptions).runner == "FlinkRunner"
+    portable = options.view_as(PortableOptions)
+    assert (portable.job_endpoint, portable.environment_type) == ("localhost:8099", "DOCKER")
+    flink = options.view_as(FlinkRunnerOptions)
+    assert (flink.flink_master, flink.parallelism) == ("localhost:8081", 8)
+    # a flag after the profile's wins
+    options, _ = runner_options(load_profile("flink").args + ["--parallelism=2", "--job_endpoint=localhost:1"])
+    assert options.view_as(FlinkRunnerOptions).parallelism == 2
+    assert options.view_as(PortableOptions).job_endpoint == "localhost:1"
+
+
+def test_local_profile_is_the_in_process_runner():
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    profile = load_profile("local")
+    assert profile.args == [] and profile.config == {}
+    options, runner = runner_options(profile.args)
+    assert isinstance(runner, FnApiRunner) and options.view_as(StandardOptions).runner is None
+
+
+def test_dataflow_profile_unedited_is_refused_by_runner_options():
+    with pytest.raises(UsageError, match=r"Invalid Project ID \(PROJECT\)"):
+        runner_options(load_profile("dataflow").args)
+
+
+def test_unknown_profile_exits_2_naming_the_shipped_ones(tmp_path, capsys):
+    assert main(["run", str(SAMPLE), "--profile", "nope", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "cmtp: error: --profile nope: no such profile (shipped: dataflow, flink, local; or give a path)"
+    assert not (tmp_path / "o").exists()
+
+
+# --- Flink, through Beam's local job service ------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_service(args: list[str], port: int, log: Path) -> subprocess.Popen:
+    """A Beam service as a subprocess, up once its port accepts connections. Its workers are started as
+    `python` from PATH (worker_pool_main), so this interpreter's directory goes first."""
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+    with open(log, "wb") as handle:
+        process = subprocess.Popen([sys.executable, "-m", *args], stdout=handle, stderr=subprocess.STDOUT,
+                                   env=env, cwd=log.parent)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{args[0]} exited {process.returncode}: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return process
+        except OSError:
+            time.sleep(0.2)
+    stop(process)
+    raise RuntimeError(f"{args[0]} did not listen on {port} in 60s: {log.read_text(errors='replace')[-2000:]}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def job_service(tmp_path_factory):
+    """Beam's local job service: the job API a Flink job server serves."""
+    port, log = free_port(), tmp_path_factory.mktemp("job_service") / "job_service.log"
+    process = start_service(["apache_beam.runners.portability.local_job_service_main", f"--port={port}"], port, log)
+    yield {"endpoint": f"localhost:{port}", "log": log}
+    stop(process)
+
+
+@pytest.fixture(scope="module")
+def worker_pool(tmp_path_factory):
+    """An EXTERNAL worker pool, as started beside a task manager."""
+    port, log = free_port(), tmp_path_factory.mktemp("worker_pool") / "worker_pool.log"
+    process = start_service(["apache_beam.runners.worker.worker_pool_main", f"--service_port={port}"], port, log)
+    yield {"address": f"localhost:{port}", "log": log}
+    stop(process)
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("local") / "sample"
+    run_cli(SAMPLE, out)
+    return out
+
+
+@pytest.fixture
+def no_flink_jar(monkeypatch):
+    """With a job_endpoint the FlinkRunner must not start (or download) a Flink job server of its own."""
+    def refuse(self, options):
+        raise AssertionError("FlinkRunner tried to start its own job server (a jar download)")
+
+    monkeypatch.setattr(FlinkRunner, "default_job_server", refuse)
+
+
+def completed_jobs(job_service) -> int:
+    return job_service["log"].read_text(errors="replace").count("with state DONE")
+
+
+def sorted_rows(directory: Path, schema) -> list[dict]:
+    return sorted(read_dir(directory, schema), key=lambda r: (r["id"], r["file"], r["position"], r["reason"]
+                                                              if "reason" in r else ""))
+
+
+def assert_same_run(flink: Path, local: Path) -> None:
+    """The Flink run's own report balances and equals the local run's; its rows are the local run's (the
+    float32 score within 1e-5: it may differ in its last bits with the batch it was encoded in)."""
+    report = json.loads((flink / "report.json").read_text("utf-8"))
+    assert report["balanced"], report["checks"]
+    local_report = json.loads((local / "report.json").read_text("utf-8"))
+    assert report == local_report
+    assert report["totals"]["pairs_kept"] > 100
+    assert (flink / "config.yaml").read_text("utf-8") == (local / "config.yaml").read_text("utf-8")
+    for sub, schema in (("data", PAIR_SCHEMA), ("rejects", REJECT_SCHEMA)):
+        got, want = sorted_rows(flink / sub, schema), sorted_rows(local / sub, schema)
+        assert [r["id"] for r in got] == [r["id"] for r in want]
+        for a, b in zip(got, want):
+            assert {k: v for k, v in a.items() if k != "score"} == {k: v for k, v in b.items() if k != "score"}
+            assert (a["score"] is None) == (b["score"] is None)
+            if a["score"] is not None:
+                assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+    kept = read_dir(flink / "data", PAIR_SCHEMA)
+    assert len(kept) == report["totals"]["pairs_kept"] and len({r["id"] for r in kept}) == len(kept)
+
+
+def test_flink_runner_loopback_gives_the_local_rows(job_service, local_run, no_flink_jar, tmp_path, capsys):
+    done = completed_jobs(job_service)
+    out = tmp_path / "flink"
+    assert main(["run", str(SAMPLE), "--out", str(out), "--runner=FlinkRunner",
+                 f"--job_endpoint={job_service['endpoint']}", "--environment_type=LOOPBACK"]) == 0
+    assert "balanced: yes" in capsys.readouterr().out
+    assert completed_jobs(job_service) == done + 1  # it ran as a job of the service, not in-process
+    assert_same_run(out, local_run)
+
+
+def test_flink_runner_external_worker_pool_gives_the_local_rows(job_service, worker_pool, local_run, no_flink_jar,
+                                                               tmp_path):
+    done = completed_jobs(job_service)
+    out = tmp_path / "flink"
+    assert main(["run", str(SAMPLE), "--out", str(out), "--runner=FlinkRunner",
+                 f"--job_endpoint={job_service['endpoint']}", "--environment_type=EXTERNAL",
+                 f"--environment_config={worker_pool['address']}"]) == 0
+    assert completed_jobs(job_service) == done + 1
+    assert "Starting worker with command" in worker_pool["log"].read_text(errors="replace")
+    assert_same_run(out, local_run)
+
+
+def test_flink_profile_with_command_line_endpoint(job_service, local_run, no_flink_jar, tmp_path):
+    """The shipped profile (DOCKER workers, localhost:8099) with the endpoint and environment given on the
+    command line: those win, and the run is the local one's."""
+    done = completed_jobs(job_service)
+    out = tmp_path / "flink"
+    assert main(["run", str(SAMPLE), "--profile", "flink", "--out", str(out),
+                 f"--job_endpoint={job_service['endpoint']}", "--environment_type=LOOPBACK"]) == 0
+    assert completed_jobs(job_service) == done + 1
+    assert_same_run(out, local_run)
