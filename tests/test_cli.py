@@ -42,3 +42,22 @@ def test_a_file_in_another_layout_is_refused_before_the_run(tmp_path, capsys):
     assert err.startswith(f"cmtp: error: {wrong}: not a wiki_atomic_edits file: ")
     assert err.endswith("wiki_atomic_edits reads tsv with the header base_sentence, phrase, edited_sentence")
     assert "\n" not in err and not (tmp_path / "o").exists()
+
+
+def test_multi_processing_mode_runs_and_gives_the_local_runs_rows(tmp_path):
+    import pytest
+    from test_end_to_end import read_dir, run_cli
+
+    from cmtp.schemas import PAIR_SCHEMA, REJECT_SCHEMA
+
+    config = REPO / "configs" / "sample.yaml"
+    run_cli(config, tmp_path / "local")
+    assert main(["run", str(config), "--out", str(tmp_path / "mp"), "--direct_num_workers=2",
+                 "--direct_running_mode=multi_processing"]) == 0
+    for sub, schema in (("data", PAIR_SCHEMA), ("rejects", REJECT_SCHEMA)):
+        local, parallel = (sorted(read_dir(tmp_path / run / sub, schema), key=lambda r: (r["id"], r["position"]))
+                           for run in ("local", "mp"))
+        assert len(local) == len(parallel) > 0
+        for a, b in zip(local, parallel):
+            assert {k: v for k, v in a.items() if k != "score"} == {k: v for k, v in b.items() if k != "score"}
+            assert a["score"] == pytest.approx(b["score"], abs=1e-5)
