@@ -230,10 +230,9 @@ def run_extract_only(config_path: str, out_dir: str, level: str = "extract") -> 
 
     from cmtp.pipelines.cli import check_layouts, prepare_out_dir, runner_options
     from cmtp.pipelines.config import load_config
+    from cmtp.pipelines.unlabeled import read_and_extract
     from cmtp.schemas import PAIR_SCHEMA, REJECT_SCHEMA
-    from cmtp.transforms.extract import ExtractPairs
     from cmtp.transforms.io import WriteParquetShards
-    from cmtp.transforms.read import ReadSource
     from cmtp.transforms.report import WriteReport
 
     loaded = load_config(config_path)
@@ -242,28 +241,19 @@ def run_extract_only(config_path: str, out_dir: str, level: str = "extract") -> 
     options, runner = runner_options([])
     pipeline = beam.Pipeline(runner=runner, options=options)
     sources = {source.name: source.build() for source in loaded.config.sources}
-    rejects, stats, records = [], [], []
-    for name, source in sources.items():
-        read = pipeline | f"Read {name}" >> ReadSource(source, loaded.files[name])
-        records.append(read.records)
-        rejects.append(read.rejects)
-        stats.append(read.stats)
-    records = records | "AllRecords" >> beam.Flatten()
-    extracted = records | "Extract" >> ExtractPairs(sources)
-    rejects.append(extracted.rejects)
-    stats.append(extracted.stats)
+    records, pairs, rejects, stats = read_and_extract(pipeline, loaded, sources)
     rejects = rejects | "AllRejects" >> beam.Flatten()
     if level == "extract_count":
-        for name, pcoll in (("pairs", extracted.pairs), ("rejects", rejects)):
+        for name, pcoll in (("pairs", pairs), ("rejects", rejects)):
             pcoll | f"Count {name}" >> beam.combiners.Count.Globally()
     if level == "extract_flatten":  # what WriteReport does to score kept pairs and rejects together
-        (extracted.pairs, rejects) | "Both" >> beam.Flatten() | "Count" >> beam.combiners.Count.Globally()
+        (pairs, rejects) | "Both" >> beam.Flatten() | "Count" >> beam.combiners.Count.Globally()
     if level in ("extract", "extract_write"):
-        extracted.pairs | "WritePairs" >> WriteParquetShards(FileSystems.join(out_dir, "data"), PAIR_SCHEMA)
+        pairs | "WritePairs" >> WriteParquetShards(FileSystems.join(out_dir, "data"), PAIR_SCHEMA)
         rejects | "WriteRejects" >> WriteParquetShards(FileSystems.join(out_dir, "rejects"), REJECT_SCHEMA)
     if level in ("extract", "extract_report"):
-        streams = {"stats": stats | "AllStats" >> beam.Flatten(), "records": records, "pairs": extracted.pairs,
-                   "kept": extracted.pairs, "rejects": rejects}
+        streams = {"stats": stats | "AllStats" >> beam.Flatten(), "records": records, "pairs": pairs,
+                   "kept": pairs, "rejects": rejects}
         streams | "Report" >> WriteReport(FileSystems.join(out_dir, "report.json"), {"pipeline": "unlabeled"})
     pipeline.run().wait_until_finish()
 

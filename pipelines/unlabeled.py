@@ -21,10 +21,8 @@ from cmtp.transforms.similar_queries import DeriveSimilarQuestions
 from cmtp.transforms.survivor import SurvivorOrder
 
 
-def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
-    """Add the unlabeled data flow to `pipeline`, writing under `out_dir`."""
-    config = loaded.config
-    sources = {source.name: source.build() for source in config.sources}
+def read_and_extract(pipeline: beam.Pipeline, loaded: LoadedConfig, sources: dict):
+    """Every source's files read and their pairs extracted: (records, extracted pairs, [rejects], [stats])."""
     rejects, stats, records = [], [], []
     for name, source in sources.items():
         read = pipeline | f"Read {name}" >> ReadSource(source, loaded.files[name])
@@ -33,10 +31,16 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
         stats.append(read.stats)
     records = records | "AllRecords" >> beam.Flatten()
     extracted = records | "Extract" >> ExtractPairs(sources)
-    rejects.append(extracted.rejects)
-    stats.append(extracted.stats)
+    return records, extracted.pairs, rejects + [extracted.rejects], stats + [extracted.stats]
 
-    pairs = extracted.pairs | "Normalize" >> NormalizePairs(config.normalize.t2s)
+
+def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
+    """Add the unlabeled data flow to `pipeline`, writing under `out_dir`."""
+    config = loaded.config
+    sources = {source.name: source.build() for source in config.sources}
+    records, pairs, rejects, stats = read_and_extract(pipeline, loaded, sources)
+
+    pairs = pairs | "Normalize" >> NormalizePairs(config.normalize.t2s)
     similar_groups = {name: source.options.max_similar_group for name, source in sources.items()
                       if "similar_question" in source.enabled}
     if similar_groups:
