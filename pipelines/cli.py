@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -186,6 +187,24 @@ def _calibrate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect_command(args: argparse.Namespace) -> int:
+    from cmtp.pipelines.inspect import InspectError, Selection, inspect_run, render
+
+    if not os.path.isdir(args.run_dir):
+        raise UsageError(f"{args.run_dir}: no such run directory")
+    selection = Selection(source=args.source, kind=args.kind, stage=args.stage, reason=args.reason,
+                          min_score=args.min_score, max_score=args.max_score, grep=args.grep, samples=args.samples,
+                          seed=args.seed)
+    try:
+        result = inspect_run(args.run_dir, selection)
+    except InspectError as error:
+        raise UsageError(str(error)) from None
+    except re.error as error:
+        raise UsageError(f"--grep: not a regular expression: {error}") from None
+    print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else render(result, args.full))
+    return 0
+
+
 def _export_command(args: argparse.Namespace) -> int:
     from cmtp.pipelines.export import ExportError, export_flagembedding
 
@@ -210,6 +229,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser.add_argument("--out", help="run directory (default: runs/<config name>)")
     run_parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
     run_parser.add_argument("--profile", help="runner profile: local, dataflow, flink (configs/profiles/) or a path")
+    ins = commands.add_parser("inspect", help="what a run kept and dropped, and why: funnel, counts, samples")
+    ins.add_argument("run_dir", help="the --out of a `cmtp run`")
+    ins.add_argument("--samples", type=int, default=5, help="rows sampled of the kept ones and of each reject reason")
+    ins.add_argument("--seed", type=int, default=1)
+    ins.add_argument("--source")
+    ins.add_argument("--kind", help="pair kind (unlabeled) or task (labeled)")
+    ins.add_argument("--stage", help="rejects of this stage only")
+    ins.add_argument("--reason", help="rejects of this reason only")
+    ins.add_argument("--min-score", type=float)
+    ins.add_argument("--max-score", type=float)
+    ins.add_argument("--grep", help="a regular expression the row's text must match")
+    ins.add_argument("--full", action="store_true", help="whole texts, not their first 80 characters")
+    ins.add_argument("--json", action="store_true")
     exp = commands.add_parser("export", help="write a labeled run as FlagEmbedding fine-tuning JSONL, one file per task")
     exp.add_argument("run_dir", help="the --out of a `cmtp run` of a labeled config")
     exp.add_argument("--format", default="flagembedding", choices=["flagembedding"])
@@ -234,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _calibrate_command(args)
         if args.command == "export":
             return _export_command(args)
+        if args.command == "inspect":
+            return _inspect_command(args)
         return _run_command(args, beam_args)
     except (ConfigError, UsageError, ProfileError) as error:
         print(f"cmtp: error: {error}", file=sys.stderr)

@@ -178,3 +178,45 @@ def test_survivors_do_not_depend_on_file_order_or_how_the_input_is_split(tmp_pat
 
     one, split = outcome(whole, "one"), outcome(parts, "split")
     assert one == split and len(one[1]) >= 200
+
+
+def test_inspect_summary_equals_the_report_and_the_shards(real_runs, capsys):
+    from cmtp.pipelines.cli import main
+    from cmtp.pipelines.inspect import inspect_run
+
+    out = real_runs[0]
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    result = inspect_run(str(out))
+    kept, rejects = read_dir(out / "data", PAIR_SCHEMA), read_dir(out / "rejects", REJECT_SCHEMA)
+    assert result["data"]["rows"] == len(kept) == report["totals"]["pairs_kept"]
+    assert result["rejects"]["rows"] == len(rejects)
+    assert sum(result["kept_by_source_and_kind"].values()) == len(kept)
+    for source, row in report["sources"].items():
+        steps = dict(result["funnel"][source])
+        assert steps["records read"] == row["records_read"] and steps["kept"] == row["pairs_kept"]
+        for stage, reasons in row["dropped"].items():
+            for reason, n in reasons.items():
+                assert result["dropped_by_source_stage_reason"][f"{source}/{stage}/{reason}"] == n
+    assert main(["inspect", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["data"]["rows"] == len(kept)
+
+
+def test_inspect_filters_return_only_matching_rows_and_samples_repeat(real_runs):
+    from cmtp.pipelines.inspect import Selection, inspect_run, render
+
+    out = str(real_runs[0])
+    csl = inspect_run(out, Selection(source="csl", kind="title_abstract", min_score=0.3, samples=8))
+    assert len(csl["samples"]["kept"]) == 8
+    assert all(r["source"] == "csl" and r["kind"] == "title_abstract" and r["score"] >= 0.3
+               for r in csl["samples"]["kept"])
+    assert all(r["source"] == "csl" for rows in csl["samples"]["rejects"].values() for r in rows)
+    dedup = inspect_run(out, Selection(stage="dedup", reason="duplicate_passage", samples=3))
+    assert dedup["samples"]["kept"] == [] and list(dedup["samples"]["rejects"]) == ["dedup/duplicate_passage"]
+    grep = inspect_run(out, Selection(grep="研究", samples=5))
+    assert grep["samples"]["kept"] and all("研究" in r["query"] + r["passage"] for r in grep["samples"]["kept"])
+    again = inspect_run(out, Selection(source="csl", kind="title_abstract", min_score=0.3, samples=8))
+    assert [r["id"] for r in again["samples"]["kept"]] == [r["id"] for r in csl["samples"]["kept"]]
+    other = inspect_run(out, Selection(source="csl", kind="title_abstract", min_score=0.3, samples=8, seed=2))
+    assert [r["id"] for r in other["samples"]["kept"]] != [r["id"] for r in csl["samples"]["kept"]]
+    text = render(csl)
+    assert "funnel:" in text and "scores, csl (threshold 0.2)" in text and "kept, 8 sampled" in text

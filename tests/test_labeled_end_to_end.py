@@ -180,3 +180,14 @@ def test_export_keeps_records_without_negatives_only_when_asked(sample_run, tmp_
     assert main(["export", str(sample_run["out"]), "--out", str(tmp_path / "all"), "--keep-without-neg"]) == 0
     lines = sum(len(f.read_text("utf-8").splitlines()) for f in (tmp_path / "all").glob("*.jsonl"))
     assert lines == len(sample_run["records"]) and lines - no_neg == sum(1 for r in sample_run["records"] if r["neg"])
+
+
+def test_inspect_reads_a_labeled_run(sample_run):
+    from cmtp.pipelines.inspect import Selection, inspect_run, render
+
+    result = inspect_run(str(sample_run["out"]), Selection(kind="t2ranking", samples=3))
+    assert result["pipeline"] == "labeled" and result["data"]["rows"] == len(sample_run["records"])
+    assert sum(result["kept_by_source_and_task"].values()) == len(sample_run["records"])
+    assert result["funnel"]["total"][-1] == ("kept", sample_run["report"]["totals"]["judgments_kept"])
+    assert all(r["task"] == "t2ranking" for r in result["samples"]["kept"]) and result["samples"]["kept"]
+    assert "pos:" in render(result)
