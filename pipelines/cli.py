@@ -22,7 +22,7 @@ from cmtp.pipelines.profiles import ProfileError, load_profile
 from cmtp.transforms.read import check_layout
 
 BUILDERS = {"unlabeled": unlabeled.build, "labeled": labeled.build}
-OUTPUTS = ("data", "rejects", "report.json", "config.yaml")
+OUTPUTS = ("data", "rejects", "report.json", "config.yaml", "README.md")
 
 
 class UsageError(ValueError):
@@ -161,6 +161,9 @@ def _run_command(args: argparse.Namespace, beam_args: list[str]) -> int:
         print("dry run: the job was built and not submitted" + (f" ({transforms} transforms)" if transforms else ""))
         return 0
     if report:
+        from cmtp.pipelines.card import write_card
+
+        write_card(out_dir)
         print(summary(report))
         print(f"wrote {out_dir} in {time.perf_counter() - started:.1f}s")
         return 0 if report["balanced"] else 1
@@ -202,6 +205,10 @@ def _inspect_command(args: argparse.Namespace) -> int:
     except re.error as error:
         raise UsageError(f"--grep: not a regular expression: {error}") from None
     print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else render(result, args.full))
+    if args.card:
+        from cmtp.pipelines.card import write_card
+
+        print(f"wrote {write_card(args.run_dir)}", file=sys.stderr)
     return 0
 
 
@@ -242,6 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ins.add_argument("--grep", help="a regular expression the row's text must match")
     ins.add_argument("--full", action="store_true", help="whole texts, not their first 80 characters")
     ins.add_argument("--json", action="store_true")
+    ins.add_argument("--card", action="store_true", help="(re)write the run's dataset card, DIR/README.md")
     exp = commands.add_parser("export", help="write a labeled run as FlagEmbedding fine-tuning JSONL, one file per task")
     exp.add_argument("run_dir", help="the --out of a `cmtp run` of a labeled config")
     exp.add_argument("--format", default="flagembedding", choices=["flagembedding"])

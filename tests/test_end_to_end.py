@@ -220,3 +220,17 @@ def test_inspect_filters_return_only_matching_rows_and_samples_repeat(real_runs)
     assert [r["id"] for r in other["samples"]["kept"]] != [r["id"] for r in csl["samples"]["kept"]]
     text = render(csl)
     assert "funnel:" in text and "scores, csl (threshold 0.2)" in text and "kept, 8 sampled" in text
+
+
+def test_a_run_directory_gets_a_dataset_card_with_the_kept_counts(real_runs):
+    import re
+
+    out = real_runs[0]
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    card = (out / "README.md").read_text("utf-8")
+    rows = re.findall(r"^\| (\w+) \| ([\d,]+) \| [\d.]+% \| (.+?) \| (.+?) \|$", card, re.M)
+    assert {source: int(n.replace(",", "")) for source, n, _, _ in rows} == {
+        source: row["pairs_kept"] for source, row in report["sources"].items() if row["pairs_kept"]}
+    licenses = {source: license for source, _, _, license in rows}
+    assert licenses["cmrc2018"] == "CC-BY-SA-4.0" and licenses["csl"] == "not stated"
+    assert "cosine >= 0.2" in card and "```yaml\npipeline: unlabeled" in card
