@@ -16,6 +16,7 @@ from cmtp.transforms.io import WriteParquetShards
 from cmtp.transforms.judgments import POSITIVE, AssembleRecords, JudgeRows, ResolveLinks
 from cmtp.transforms.near_dedup import NearDedup
 from cmtp.transforms.normalize import NormalizePairs
+from cmtp.transforms.progress import Progress, is_local
 from cmtp.transforms.read import ReadSource
 from cmtp.transforms.report import WriteLabeledReport
 from cmtp.transforms.survivor import SurvivorOrder
@@ -41,6 +42,9 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
             rejects.append(read.rejects)
             stats.append(read.stats)
     records = records | "AllRows" >> beam.Flatten()
+    local = is_local(pipeline)
+    if local:
+        records | "ProgressRead" >> Progress("rows read")
     judged = records | "Judge" >> JudgeRows(sources)
     rejects.append(judged.rejects)
     stats.append(judged.stats)
@@ -110,6 +114,8 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
         stats.append(mined["stats"])
 
     rejects = rejects | "AllRejects" >> beam.Flatten()
+    if local:
+        labeled = labeled | "ProgressKept" >> Progress("records kept")
     output = config.output.write_args()
     labeled | "WriteRecords" >> WriteParquetShards(FileSystems.join(out_dir, "data"), LABELED_SCHEMA, **output)
     rejects | "WriteRejects" >> WriteParquetShards(FileSystems.join(out_dir, "rejects"), REJECT_SCHEMA, **output)

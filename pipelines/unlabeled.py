@@ -14,6 +14,7 @@ from cmtp.transforms.filters.pii import MaskPii
 from cmtp.transforms.io import WriteParquetShards
 from cmtp.transforms.near_dedup import NearDedup
 from cmtp.transforms.normalize import NormalizePairs
+from cmtp.transforms.progress import Progress, is_local
 from cmtp.transforms.read import ReadSource
 from cmtp.transforms.report import WriteReport
 from cmtp.transforms.scoring import SemanticFilter
@@ -39,6 +40,9 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
     config = loaded.config
     sources = {source.name: source.build() for source in config.sources}
     records, pairs, rejects, stats = read_and_extract(pipeline, loaded, sources)
+    local = is_local(pipeline)
+    if local:
+        records | "ProgressRead" >> Progress("records read")
 
     pairs = pairs | "Normalize" >> NormalizePairs(config.normalize.t2s)
     similar_groups = {name: source.options.max_similar_group for name, source in sources.items()
@@ -85,6 +89,8 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
         rejects.append(scored.rejects)
 
     rejects = rejects | "AllRejects" >> beam.Flatten()
+    if local:
+        pairs = pairs | "ProgressKept" >> Progress("pairs kept")
     output = config.output.write_args()
     pairs | "WritePairs" >> WriteParquetShards(FileSystems.join(out_dir, "data"), PAIR_SCHEMA, **output)
     rejects | "WriteRejects" >> WriteParquetShards(FileSystems.join(out_dir, "rejects"), REJECT_SCHEMA, **output)

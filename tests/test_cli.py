@@ -61,3 +61,27 @@ def test_multi_processing_mode_runs_and_gives_the_local_runs_rows(tmp_path):
         for a, b in zip(local, parallel):
             assert {k: v for k, v in a.items() if k != "score"} == {k: v for k, v in b.items() if k != "score"}
             assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+
+
+def test_a_local_run_shows_progress_lines_throttled(tmp_path, capsys, monkeypatch):
+    import re
+
+    from cmtp.transforms import progress
+
+    monkeypatch.setattr(progress, "_COUNTS", progress.Counter())
+    monkeypatch.setattr(progress, "_STATE", {"started": None, "last": 0.0})
+    monkeypatch.setenv("CMTP_PROGRESS_SECONDS", "3600")  # one line at the start, then none for an hour
+    assert main(["run", str(REPO / "configs" / "sample.yaml"), "--out", str(tmp_path / "o")]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[cmtp ")]
+    assert len(lines) == 1 and "records read 1" in lines[0]
+    monkeypatch.setattr(progress, "_COUNTS", progress.Counter())
+    monkeypatch.setattr(progress, "_STATE", {"started": None, "last": 0.0})
+    monkeypatch.setenv("CMTP_PROGRESS_SECONDS", "0")
+    assert main(["run", str(REPO / "configs" / "sample.yaml"), "--out", str(tmp_path / "o2")]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[cmtp ")]
+    read = [int(re.search(r"records read ([\d,]+)", line).group(1).replace(",", "")) for line in lines]
+    import json
+
+    totals = json.loads((tmp_path / "o2" / "report.json").read_text("utf-8"))["totals"]
+    assert read == sorted(read) and read[-1] == totals["records_parsed"]  # every parsed record, in order
+    assert any("pairs kept" in line for line in lines)
