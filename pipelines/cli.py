@@ -205,6 +205,12 @@ def _inspect_command(args: argparse.Namespace) -> int:
     except re.error as error:
         raise UsageError(f"--grep: not a regular expression: {error}") from None
     print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else render(result, args.full))
+    if args.html:
+        try:
+            from cmtp.pipelines.html_report import write_html
+        except ImportError as error:
+            raise UsageError(f"--html needs matplotlib: pip install 'cmtp[report]' ({error})") from None
+        print(f"wrote {write_html(args.run_dir, args.html, args.samples, args.seed)}", file=sys.stderr)
     if args.card:
         from cmtp.pipelines.card import write_card
 
@@ -249,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ins.add_argument("--grep", help="a regular expression the row's text must match")
     ins.add_argument("--full", action="store_true", help="whole texts, not their first 80 characters")
     ins.add_argument("--json", action="store_true")
+    ins.add_argument("--html", metavar="FILE", help="also write one self-contained HTML report with plots")
     ins.add_argument("--card", action="store_true", help="(re)write the run's dataset card, DIR/README.md")
     exp = commands.add_parser("export", help="write a labeled run as FlagEmbedding fine-tuning JSONL, one file per task")
     exp.add_argument("run_dir", help="the --out of a `cmtp run` of a labeled config")

@@ -234,3 +234,44 @@ def test_a_run_directory_gets_a_dataset_card_with_the_kept_counts(real_runs):
     licenses = {source: license for source, _, _, license in rows}
     assert licenses["cmrc2018"] == "CC-BY-SA-4.0" and licenses["csl"] == "not stated"
     assert "cosine >= 0.2" in card and "```yaml\npipeline: unlabeled" in card
+
+
+def _chromium() -> str:
+    import shutil
+
+    found = shutil.which("chromium")
+    if not found:  # .ci/run installs it; a machine without Debian's packages cannot
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    return found
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--enable-logging=stderr", "--v=0"]
+
+
+def test_html_report_opens_in_a_headless_browser_with_funnel_and_histograms(real_runs, tmp_path):
+    import re
+    import subprocess
+
+    from cmtp.pipelines.cli import main
+
+    page = tmp_path / "report.html"
+    assert main(["inspect", str(real_runs[0]), "--html", str(page), "--samples", "3"]) == 0
+    text = page.read_text("utf-8")
+    assert not re.search(r"""(src|href)=['"]?(https?:|//)""", text)  # self-contained: nothing to fetch
+    chromium = _chromium()
+    flags = CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "Funnel" in dom.stdout and 'alt="funnel"' in dom.stdout
+    report = json.loads((real_runs[0] / "report.json").read_text("utf-8"))
+    scored = [source for source, row in report["sources"].items() if row["score_histogram"]]
+    assert len(re.findall(r'<img class="histogram"[^>]+src="data:image/png;base64,', dom.stdout)) == len(scored) > 3
+    assert not re.search(r"CONSOLE|Uncaught|net::ERR_", dom.stderr)  # no script errors, no failed loads
+    shot = tmp_path / "report.png"
+    result = subprocess.run([chromium, *flags, "--window-size=1200,2400", f"--screenshot={shot}", page.as_uri()],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and shot.stat().st_size > 20_000
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
