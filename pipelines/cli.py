@@ -190,6 +190,29 @@ def _calibrate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_command(args: argparse.Namespace) -> int:
+    from cmtp.transforms.embedders import BACKENDS
+
+    if args.retriever != "bm25" and args.retriever not in BACKENDS:
+        raise UsageError(f"--retriever: {args.retriever!r} is neither bm25 nor an embedding backend "
+                         f"({', '.join(sorted(BACKENDS))})")
+    settings: dict = {"threads": args.threads}
+    if args.retriever == "sentence-transformers":
+        settings.update(model=args.model or "shibing624/text2vec-base-chinese", device=args.device)
+    elif args.model:
+        raise UsageError(f"--model: only the sentence-transformers backend takes a model, not {args.retriever}")
+    try:
+        from cmtp.pipelines.evaluate import EvalError, run_eval, table
+
+        result = run_eval(args.data, args.retriever, settings, args.query_prefix, args.passage_prefix)
+    except ImportError as error:
+        raise UsageError(f"--retriever bm25 needs rank-bm25 and jieba: pip install 'cmtp[eval]' ({error})") from None
+    except EvalError as error:
+        raise UsageError(str(error)) from None
+    print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else table(result, args.retriever))
+    return 0
+
+
 def _inspect_command(args: argparse.Namespace) -> int:
     from cmtp.pipelines.inspect import InspectError, Selection, inspect_run, render
 
@@ -242,6 +265,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser.add_argument("--out", help="run directory (default: runs/<config name>)")
     run_parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
     run_parser.add_argument("--profile", help="runner profile: local, dataflow, flink (configs/profiles/) or a path")
+    ev = commands.add_parser("eval", help="nDCG@1/5/10 of a retriever on CapRetrieval-layout data")
+    ev.add_argument("--data", required=True, help="a folder with candidates.jsonl, queries.jsonl[, types.json]")
+    ev.add_argument("--retriever", default="bm25", help="bm25, or an embedding backend (as for scoring)")
+    ev.add_argument("--model", help="sentence-transformers: hub name, directory or package:<module>")
+    ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ev.add_argument("--threads", type=int, default=1)
+    ev.add_argument("--query-prefix", default="", help="instruction or prefix for queries, as the model wants")
+    ev.add_argument("--passage-prefix", default="")
+    ev.add_argument("--json", action="store_true")
     ins = commands.add_parser("inspect", help="what a run kept and dropped, and why: funnel, counts, samples")
     ins.add_argument("run_dir", help="the --out of a `cmtp run`")
     ins.add_argument("--samples", type=int, default=5, help="rows sampled of the kept ones and of each reject reason")
@@ -283,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _export_command(args)
         if args.command == "inspect":
             return _inspect_command(args)
+        if args.command == "eval":
+            return _eval_command(args)
         return _run_command(args, beam_args)
     except (ConfigError, UsageError, ProfileError) as error:
         print(f"cmtp: error: {error}", file=sys.stderr)
