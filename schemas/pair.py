@@ -21,6 +21,7 @@ class Pair(NamedTuple):
     score: Optional[float] = None  # semantic-filter cosine, once scored
     scorer: Optional[str] = None  # which model produced the score
     flags: Optional[str] = None  # kept-but-flagged rules, "reason:detail;..." (e.g. abuse set to flag)
+    generator: Optional[str] = None  # for generated queries: which generator wrote the query
 
 
 def pair_id(source: str, kind: str, query: str, passage: str) -> str:

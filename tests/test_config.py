@@ -45,7 +45,7 @@ def test_wrong_type_is_named(tmp_path):
 
 def test_unknown_source_lists_the_known_ones(tmp_path):
     text = write_config(tmp_path / "x.yaml", {"wudoa": [SAMPLE / "wudao" / "*"]}).read_text()
-    assert refused(tmp_path, text).endswith("sources[0].name: unknown source 'wudoa'; known: amazon_reviews, baike, cmrc2018, csl, dureader, news, wiki_atomic_edits, wudao, xlsum, zhidao, zhihu")
+    assert refused(tmp_path, text).endswith("sources[0].name: unknown source 'wudoa'; known: amazon_reviews, baike, cmrc2018, csl, dureader, news, querygen, wiki_atomic_edits, wudao, xlsum, zhidao, zhihu")
 
 
 def test_missing_input_path_is_named(tmp_path):

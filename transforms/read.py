@@ -88,7 +88,7 @@ def check_layout(source: Source, path: str, probe: int = 5) -> Optional[str]:
     misfits = []
     for item in items:
         try:
-            source.extract(SourceRecord(source.name, path, item.position, item.value))
+            getattr(source, "check", source.extract)(SourceRecord(source.name, path, item.position, item.value))
             return None
         except ExtractError as error:
             if error.reason not in LAYOUT_REASONS:

@@ -12,6 +12,7 @@ from cmtp.transforms.sources import (  # noqa: F401  (registration)
     news,
     nli,
     nli_zh,
+    querygen,
     t2ranking,
     wiki_atomic_edits,
     wudao,
