@@ -228,7 +228,7 @@ def run_extract_only(config_path: str, out_dir: str, level: str = "extract") -> 
     import apache_beam as beam
     from apache_beam.io.filesystems import FileSystems
 
-    from cmtp.pipelines.cli import check_layouts, prepare_out_dir, runner_options
+    from cmtp.pipelines.cli import check_layouts, runner_options
     from cmtp.pipelines.config import load_config
     from cmtp.pipelines.unlabeled import read_and_extract
     from cmtp.schemas import PAIR_SCHEMA, REJECT_SCHEMA
@@ -237,7 +237,8 @@ def run_extract_only(config_path: str, out_dir: str, level: str = "extract") -> 
 
     loaded = load_config(config_path)
     check_layouts(loaded)
-    prepare_out_dir(out_dir, overwrite=True)
+    shutil.rmtree(out_dir, ignore_errors=True)  # the benchmark's own scratch folder
+    os.makedirs(out_dir)
     options, runner = runner_options([])
     pipeline = beam.Pipeline(runner=runner, options=options)
     sources = {source.name: source.build() for source in loaded.config.sources}

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import errno
 import json
+import logging
 import os
 import re
-import shutil
 import sys
 import time
 from typing import Sequence
@@ -19,19 +21,47 @@ from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptio
 from cmtp.pipelines import labeled, unlabeled
 from cmtp.pipelines.config import ConfigError, LoadedConfig, load_config, resolved_yaml
 from cmtp.pipelines.profiles import ProfileError, load_profile
+from cmtp.pipelines.rundir import RunDirError, RunFolder, check_out, input_roots, replaceable, require_finished
+from cmtp.transforms import progress
 from cmtp.transforms.read import check_layout
 
 BUILDERS = {"unlabeled": unlabeled.build, "labeled": labeled.build}
-OUTPUTS = ("data", "rejects", "report.json", "config.yaml", "README.md")
 
 
 class UsageError(ValueError):
     """A command line that cannot run; the message says what to change."""
 
 
-def runner_options(beam_args: Sequence[str]) -> tuple[PipelineOptions, object]:
+def beam_parser() -> argparse.ArgumentParser:
+    """Every Beam pipeline option, parsed as `PipelineOptions.get_all_options` parses them (Beam itself only logs
+    "Unparseable argument" for the rest and drops them); build it once the runner's module is imported."""
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    for cls in {str(cls): cls for cls in PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)
+    return parser
+
+
+def refuse_unknown(command: str, unknown: Sequence[str], known: Sequence[str]) -> None:
+    """One line for the first unknown argument, with the nearest known option name."""
+    if not unknown:
+        return
+    flag = next((arg for arg in unknown if arg.startswith("-")), unknown[0])
+    name = flag.split("=", 1)[0]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6) if name.startswith("-") else []
+    what = "unknown option" if name.startswith("-") else "unexpected argument"
+    raise UsageError(f"{command}: {what} {name}" + (f" (did you mean {close[0]}?)" if close else ""))
+
+
+def _option_names(parser: argparse.ArgumentParser) -> list[str]:
+    return [name for action in parser._actions for name in action.option_strings]
+
+
+def runner_options(beam_args: Sequence[str], cmtp_options: Sequence[str] = ()) -> tuple[PipelineOptions, object]:
     """Beam options from the remaining arguments, and the runner: Beam's in-process FnApiRunner unless one is
-    named. A service runner's options are checked by Beam's own validator here, before any network call."""
+    named. An argument neither cmtp (`cmtp_options`) nor Beam knows is refused; a service runner's options are
+    checked by Beam's own validator here, before any network call."""
     options = PipelineOptions(list(beam_args))
     if options.view_as(DirectOptions).direct_running_mode == "multi_threading":
         raise UsageError("--direct_running_mode=multi_threading is refused: it was seen to drop rows after a "
@@ -40,14 +70,17 @@ def runner_options(beam_args: Sequence[str]) -> tuple[PipelineOptions, object]:
     if runner is None:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-        return options, FnApiRunner()
-    from apache_beam.runners.runner import create_runner
+        runner = FnApiRunner()
+    else:
+        from apache_beam.runners.runner import create_runner
 
-    try:
-        runner = create_runner(runner)
-    except (ImportError, ValueError) as error:
-        hint = " (pip install 'cmtp[gcp]')" if "Dataflow" in str(runner) else ""
-        raise UsageError(f"--runner {runner}: {error}{hint}") from None
+        try:
+            runner = create_runner(runner)
+        except (ImportError, ValueError) as error:
+            hint = " (pip install 'cmtp[gcp]')" if "Dataflow" in str(runner) else ""
+            raise UsageError(f"--runner {runner}: {error}{hint}") from None
+    parser = beam_parser()
+    refuse_unknown("cmtp run", parser.parse_known_args(list(beam_args))[1], [*cmtp_options, *_option_names(parser)])
     if type(runner).__name__ == "DataflowRunner":
         from apache_beam.options.pipeline_options import TestOptions
         from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
@@ -78,15 +111,14 @@ def is_dry_run(options: PipelineOptions) -> bool:
     return bool(options.view_as(TestOptions).dry_run)
 
 
-def prepare_out_dir(out_dir: str, overwrite: bool) -> None:
-    """Refuse to mix a new run's shards with an old run's, unless asked to replace them."""
-    existing = [name for name in OUTPUTS if os.path.exists(os.path.join(out_dir, name))]
-    if existing and not overwrite:
-        raise UsageError(f"{out_dir} already holds a run ({', '.join(existing)}); pass --overwrite or another --out")
-    for name in existing:
-        path = os.path.join(out_dir, name)
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-    os.makedirs(out_dir, exist_ok=True)
+def input_paths(loaded: LoadedConfig) -> list[str]:
+    """Every local input file of the config, and the folders its recursive globs walk: a run may not write there."""
+    files = [f for files in loaded.files.values() for f in files]
+    patterns = []
+    for source in loaded.config.sources:
+        globs = source.paths.values() if isinstance(source.paths, dict) else [source.paths]
+        patterns += [loaded.resolve(p) for group in globs for p in group if FileSystems.get_scheme(p) is None]
+    return [f for f in files if FileSystems.get_scheme(f) is None] + [str(root) for root in input_roots(patterns)]
 
 
 def check_layouts(loaded: LoadedConfig) -> None:
@@ -105,9 +137,10 @@ def check_layouts(loaded: LoadedConfig) -> None:
                                      f"{reader.expected_layout}")
 
 
-def run(loaded: LoadedConfig, out_dir: str, beam_args: Sequence[str]) -> dict:
-    """Build and run the config's pipeline into out_dir; returns the report (None where the runner is remote)."""
-    options, runner = runner_options(beam_args)
+def run(loaded: LoadedConfig, out_dir: str, beam_args: Sequence[str], prepared=None) -> dict:
+    """Build and run the config's pipeline into out_dir; returns the report (empty where the runner is remote).
+    `prepared`: the (options, runner) of runner_options, when the caller has checked them already."""
+    options, runner = prepared or runner_options(beam_args)
     is_local = FileSystems.get_scheme(out_dir) is None
     dry_run = is_dry_run(options)
     if not dry_run:  # a dry run builds the job and submits nothing, so it writes nothing either
@@ -115,6 +148,10 @@ def run(loaded: LoadedConfig, out_dir: str, beam_args: Sequence[str]) -> dict:
             handle.write(resolved_yaml(loaded).encode("utf-8"))
     pipeline = beam.Pipeline(runner=runner, options=options)
     BUILDERS[loaded.config.pipeline](pipeline, loaded, out_dir)
+    if is_local:
+        progress.reset()
+        # Beam logs a failing element's traceback, then raises the same error here: the cli reports it once
+        logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     result = pipeline.run()
     if dry_run:
         return {"dry_run": True, "job": getattr(result, "job", None)}
@@ -123,6 +160,17 @@ def run(loaded: LoadedConfig, out_dir: str, beam_args: Sequence[str]) -> dict:
         return {}
     with open(os.path.join(out_dir, "report.json"), encoding="utf-8") as handle:
         return json.load(handle)
+
+
+def _disk_full(error: BaseException) -> bool:
+    """Whether an error, or one it was raised from (Beam re-raises a worker's error in its own), is ENOSPC."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "No space left on device" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def summary(report: dict) -> str:
@@ -143,32 +191,54 @@ def summary(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _run_command(args: argparse.Namespace, beam_args: list[str]) -> int:
+def _run_command(args: argparse.Namespace, beam_args: list[str], cmtp_options: Sequence[str]) -> int:
     profile = load_profile(args.profile) if args.profile else None
     if profile:
         beam_args = profile.args + list(beam_args)  # the command line's flags come last and win
+    prepared = runner_options(beam_args, cmtp_options)
     loaded = load_config(args.config, profile.config if profile else None)
     check_layouts(loaded)
     out_dir = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.config))[0])
-    dry_run = is_dry_run(PipelineOptions(list(beam_args)))
-    if FileSystems.get_scheme(out_dir) is None and not dry_run:
-        prepare_out_dir(out_dir, args.overwrite)
-    started = time.perf_counter()
-    report = run(loaded, out_dir, beam_args)
-    if dry_run:
-        job = report.get("job")
-        transforms = len(job.proto_pipeline.components.transforms) if job is not None else 0
-        print("dry run: the job was built and not submitted" + (f" ({transforms} transforms)" if transforms else ""))
+    if FileSystems.get_scheme(out_dir) is not None or is_dry_run(prepared[0]):
+        report = run(loaded, out_dir, beam_args, prepared)
+        if report.get("dry_run"):
+            job = report.get("job")
+            transforms = len(job.proto_pipeline.components.transforms) if job is not None else 0
+            print("dry run: the job was built and not submitted" + (f" ({transforms} transforms)" if transforms else ""))
+        else:
+            print(f"submitted; outputs go to {out_dir}")
         return 0
-    if report:
-        from cmtp.pipelines.card import write_card
+    out = check_out(out_dir, input_paths(loaded))
+    folder = RunFolder(out, replaceable(out, args.overwrite))
+    started = time.perf_counter()
+    try:
+        with folder as staging:
+            report = run(loaded, str(staging), beam_args, prepared)
+            from cmtp.pipelines.card import write_card
 
-        write_card(out_dir)
-        print(summary(report))
-        print(f"wrote {out_dir} in {time.perf_counter() - started:.1f}s")
-        return 0 if report["balanced"] else 1
-    print(f"submitted; outputs go to {out_dir}")
-    return 0
+            write_card(str(staging))
+            folder.finish(loaded.config.pipeline)
+    except Exception as error:
+        if _disk_full(error):
+            raise RunDirError(f"--out {out_dir}: no space left on device while writing the run; its partial "
+                              "files were removed") from None
+        raise
+    print(summary(report))
+    print(f"wrote {out_dir} in {time.perf_counter() - started:.1f}s")
+    return 0 if report["balanced"] else 1
+
+
+def _backend_settings(backend: str, args: argparse.Namespace) -> dict:
+    """An embedding backend's settings from the command line (--threads; --model and --device for
+    sentence-transformers, whose default model is the production scorer's)."""
+    from cmtp.transforms.embedders import DEFAULT_ST_MODEL
+
+    settings: dict = {"threads": args.threads}
+    if backend == "sentence-transformers":
+        settings.update(model=args.model or DEFAULT_ST_MODEL, device=args.device)
+    elif args.model:
+        raise UsageError(f"--model: only the sentence-transformers backend takes a model, not {backend}")
+    return settings
 
 
 def _calibrate_command(args: argparse.Namespace) -> int:
@@ -180,12 +250,8 @@ def _calibrate_command(args: argparse.Namespace) -> int:
     for path in args.data:
         if not os.path.isfile(path):
             raise UsageError(f"--data: no such file {path!r}")
-    settings: dict = {"threads": args.threads}
-    if args.backend == "sentence-transformers":
-        settings.update(model=args.model or "shibing624/text2vec-base-chinese", device=args.device)
-    elif args.model:
-        raise UsageError(f"--model: only the sentence-transformers backend takes a model, not {args.backend}")
-    report = calibrate(args.data, args.backend, settings, args.target_precision, args.limit)
+    report = calibrate(args.data, args.backend, _backend_settings(args.backend, args), args.target_precision,
+                       args.limit)
     print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else table(report))
     return 0
 
@@ -196,17 +262,15 @@ def _eval_command(args: argparse.Namespace) -> int:
     if args.retriever != "bm25" and args.retriever not in BACKENDS:
         raise UsageError(f"--retriever: {args.retriever!r} is neither bm25 nor an embedding backend "
                          f"({', '.join(sorted(BACKENDS))})")
-    settings: dict = {"threads": args.threads}
-    if args.retriever == "sentence-transformers":
-        settings.update(model=args.model or "shibing624/text2vec-base-chinese", device=args.device)
-    elif args.model:
-        raise UsageError(f"--model: only the sentence-transformers backend takes a model, not {args.retriever}")
-    try:
-        from cmtp.pipelines.evaluate import EvalError, run_eval, table
+    settings = {} if args.retriever == "bm25" else _backend_settings(args.retriever, args)
+    from cmtp.pipelines.evaluate import EvalError, run_eval, table
 
+    try:
         result = run_eval(args.data, args.retriever, settings, args.query_prefix, args.passage_prefix)
     except ImportError as error:
-        raise UsageError(f"--retriever bm25 needs rank-bm25 and jieba: pip install 'cmtp[eval]' ({error})") from None
+        extra = "eval" if args.retriever == "bm25" else "st" if args.retriever == "sentence-transformers" \
+            else args.retriever
+        raise UsageError(f"--retriever {args.retriever}: {error}; pip install 'cmtp[{extra}]'") from None
     except EvalError as error:
         raise UsageError(str(error)) from None
     print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else table(result, args.retriever))
@@ -216,8 +280,7 @@ def _eval_command(args: argparse.Namespace) -> int:
 def _inspect_command(args: argparse.Namespace) -> int:
     from cmtp.pipelines.inspect import InspectError, Selection, inspect_run, render
 
-    if not os.path.isdir(args.run_dir):
-        raise UsageError(f"{args.run_dir}: no such run directory")
+    require_finished(args.run_dir)
     selection = Selection(source=args.source, kind=args.kind, stage=args.stage, reason=args.reason,
                           min_score=args.min_score, max_score=args.max_score, grep=args.grep, samples=args.samples,
                           seed=args.seed)
@@ -244,8 +307,7 @@ def _inspect_command(args: argparse.Namespace) -> int:
 def _export_command(args: argparse.Namespace) -> int:
     from cmtp.pipelines.export import ExportError, export_flagembedding
 
-    if not os.path.isdir(args.run_dir):
-        raise UsageError(f"{args.run_dir}: no such run directory")
+    require_finished(args.run_dir)
     try:
         summary = export_flagembedding(args.run_dir, args.out, args.instruction, args.keep_without_neg)
     except ExportError as error:
@@ -307,8 +369,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cal.add_argument("--target-precision", type=float, help="suggest the lowest threshold reaching this precision")
     cal.add_argument("--limit", type=int, help="use the first N pairs of each file")
     cal.add_argument("--json", action="store_true")
-    args, beam_args = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(argv)
     try:
+        if args.command != "run":
+            sub = commands.choices[args.command]
+            refuse_unknown(f"cmtp {args.command}", extra, _option_names(sub))
         if args.command == "calibrate":
             return _calibrate_command(args)
         if args.command == "export":
@@ -317,8 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _inspect_command(args)
         if args.command == "eval":
             return _eval_command(args)
-        return _run_command(args, beam_args)
-    except (ConfigError, UsageError, ProfileError) as error:
+        return _run_command(args, extra, _option_names(run_parser))
+    except (ConfigError, UsageError, ProfileError, RunDirError) as error:
         print(f"cmtp: error: {error}", file=sys.stderr)
         return 2
 

@@ -1,6 +1,8 @@
 """`cmtp run`: refusals happen before the pipeline starts, with one line and exit status 2."""
 from __future__ import annotations
 
+import json
+
 from cmtp.pipelines.cli import main
 from conftest import REPO, write_config
 
@@ -22,15 +24,16 @@ def test_config_error_exits_2_with_the_key(tmp_path, capsys):
 
 def test_an_earlier_run_is_not_overwritten_unless_asked(tmp_path, capsys):
     out = tmp_path / "o"
-    (out / "data").mkdir(parents=True)
-    (out / "data" / "part-00000-of-00001.parquet").write_bytes(b"old")
     config = str(REPO / "configs" / "sample.yaml")
+    assert main(["run", config, "--out", str(out)]) == 0
+    first = (out / "report.json").read_bytes()
+    (out / "report.json").write_bytes(b"{}")  # a listed file, changed: --overwrite replaces it
+    capsys.readouterr()
     assert main(["run", config, "--out", str(out)]) == 2
-    assert "already holds a run (data)" in capsys.readouterr().err
+    assert "holds a finished run; pass --overwrite" in capsys.readouterr().err
+    assert (out / "report.json").read_bytes() == b"{}"
     assert main(["run", config, "--out", str(out), "--overwrite"]) == 0
-    assert (out / "report.json").is_file()
-    assert not (out / "data" / "part-00000-of-00001.parquet").exists() or \
-        (out / "data" / "part-00000-of-00001.parquet").read_bytes() != b"old"
+    assert (out / "report.json").read_bytes() == first
 
 
 def test_a_file_in_another_layout_is_refused_before_the_run(tmp_path, capsys):
@@ -54,6 +57,8 @@ def test_multi_processing_mode_runs_and_gives_the_local_runs_rows(tmp_path):
     run_cli(config, tmp_path / "local")
     assert main(["run", str(config), "--out", str(tmp_path / "mp"), "--direct_num_workers=2",
                  "--direct_running_mode=multi_processing"]) == 0
+    report = json.loads((tmp_path / "mp" / "report.json").read_text("utf-8"))
+    assert report["balanced"], report["checks"]
     for sub, schema in (("data", PAIR_SCHEMA), ("rejects", REJECT_SCHEMA)):
         local, parallel = (sorted(read_dir(tmp_path / run / sub, schema), key=lambda r: (r["id"], r["position"]))
                            for run in ("local", "mp"))
@@ -68,20 +73,20 @@ def test_a_local_run_shows_progress_lines_throttled(tmp_path, capsys, monkeypatc
 
     from cmtp.transforms import progress
 
-    monkeypatch.setattr(progress, "_COUNTS", progress.Counter())
-    monkeypatch.setattr(progress, "_STATE", {"started": None, "last": 0.0})
+    import time
+
+    progress._STATE["last"] = time.monotonic()  # an earlier run printed a line just now: each run starts afresh,
+    # so its first line is printed whatever the clock reads (monotonic counts from boot on Linux)
     monkeypatch.setenv("CMTP_PROGRESS_SECONDS", "3600")  # one line at the start, then none for an hour
     assert main(["run", str(REPO / "configs" / "sample.yaml"), "--out", str(tmp_path / "o")]) == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[cmtp ")]
     assert len(lines) == 1 and "records read 1" in lines[0]
-    monkeypatch.setattr(progress, "_COUNTS", progress.Counter())
-    monkeypatch.setattr(progress, "_STATE", {"started": None, "last": 0.0})
     monkeypatch.setenv("CMTP_PROGRESS_SECONDS", "0")
     assert main(["run", str(REPO / "configs" / "sample.yaml"), "--out", str(tmp_path / "o2")]) == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[cmtp ")]
     read = [int(re.search(r"records read ([\d,]+)", line).group(1).replace(",", "")) for line in lines]
-    import json
-
-    totals = json.loads((tmp_path / "o2" / "report.json").read_text("utf-8"))["totals"]
+    report = json.loads((tmp_path / "o2" / "report.json").read_text("utf-8"))
+    assert report["balanced"], report["checks"]
+    totals = report["totals"]
     assert read == sorted(read) and read[-1] == totals["records_parsed"]  # every parsed record, in order
     assert any("pairs kept" in line for line in lines)

@@ -14,7 +14,17 @@ from collections import Counter
 import apache_beam as beam
 
 _COUNTS: Counter = Counter()  # this process's counts, shared by every Progress step in it
-_STATE = {"started": None, "last": 0.0}
+_STATE: dict = {"started": None, "last": None}  # monotonic seconds of the first element and of the last line
+
+
+def reset() -> None:
+    """Forget the counts and the clock: a new run in this process starts from zero and prints its first element.
+
+    (Times are only ever compared with times read in the same run: `time.monotonic()` counts from an
+    unspecified point, the machine's boot on Linux, so no constant may stand for "long ago".)
+    """
+    _COUNTS.clear()
+    _STATE.update(started=None, last=None)
 
 
 def _interval() -> float:
@@ -30,7 +40,7 @@ class _Tick(beam.DoFn):
         now = time.monotonic()
         if _STATE["started"] is None:
             _STATE["started"] = now
-        if now - _STATE["last"] >= _interval():
+        if _STATE["last"] is None or now - _STATE["last"] >= _interval():
             _STATE["last"] = now
             counts = " · ".join(f"{name} {n:,}" for name, n in _COUNTS.items())
             print(f"[cmtp {now - _STATE['started']:7.1f}s] {counts}", file=sys.stderr, flush=True)

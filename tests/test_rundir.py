@@ -1,0 +1,206 @@
+"""The output folder is the user's disk: a run touches only what its manifest lists, refuses folders it must
+never write to, is atomic (staging folder renamed into place), and one run at a time holds a folder."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cmtp.pipelines.cli import main
+from cmtp.pipelines.rundir import MANIFEST
+from conftest import REPO, SAMPLE, write_config
+
+CONFIG = str(REPO / "configs" / "sample.yaml")
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under the folder with its bytes, to prove nothing was touched."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def refused(capsys, *argv: str) -> str:
+    """Run the cli, assert it exits 2 with one line, and return that line."""
+    capsys.readouterr()  # what earlier commands printed
+    assert main(list(argv)) == 2
+    err = "\n".join(line for line in capsys.readouterr().err.splitlines() if not line.startswith("[cmtp "))
+    assert err.startswith("cmtp: error: ") and "\n" not in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """One finished sample run, for the tests that only read it."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert main(["run", CONFIG, "--out", str(out)]) == 0
+    return out
+
+
+def test_a_finished_run_lists_exactly_its_files_in_its_manifest(finished):
+    manifest = json.loads((finished / MANIFEST).read_text("utf-8"))
+    on_disk = sorted(str(p.relative_to(finished)) for p in finished.rglob("*") if p.is_file())
+    assert sorted(manifest["files"] + [MANIFEST]) == on_disk
+    assert {"report.json", "config.yaml", "README.md"} <= set(manifest["files"])
+    assert any(name.startswith("data/part-") for name in manifest["files"])
+    assert not list(finished.parent.glob(".run.cmtp-*"))  # no staging folder or lock file left beside it
+
+
+def test_overwrite_refuses_a_folder_holding_a_user_file_and_deletes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", CONFIG, "--out", str(out)]) == 0
+    (out / "notes.txt").write_text("mine", "utf-8")
+    (out / "data" / "keep.parquet").write_bytes(b"mine too")
+    before = snapshot(out)
+    err = refused(capsys, "run", CONFIG, "--out", str(out), "--overwrite")
+    assert "holds files the earlier run did not write" in err and "--overwrite removes only a run's own files" in err
+    assert snapshot(out) == before
+
+
+def test_a_folder_no_run_made_is_refused_with_or_without_overwrite(tmp_path, capsys):
+    docs = tmp_path / "documents"
+    (docs / "data").mkdir(parents=True)
+    (docs / "data" / "thesis.parquet").write_bytes(b"years of work")
+    (docs / "README.md").write_text("mine", "utf-8")
+    before = snapshot(docs)
+    for flags in ([], ["--overwrite"]):
+        assert "holds files no cmtp run made" in refused(capsys, "run", CONFIG, "--out", str(docs), *flags)
+    assert snapshot(docs) == before
+
+
+def test_overwrite_replaces_only_the_earlier_runs_files(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", CONFIG, "--out", str(out)]) == 0
+    (out / "data" / "part-00000-of-00001.parquet").write_bytes(b"old shard")  # listed: the run's own file
+    assert main(["run", CONFIG, "--out", str(out), "--overwrite"]) == 0
+    assert (out / "data" / "part-00000-of-00001.parquet").read_bytes()[:4] == b"PAR1"
+    manifest = json.loads((out / MANIFEST).read_text("utf-8"))
+    assert all((out / name).is_file() for name in manifest["files"])
+
+
+def test_the_repo_root_home_and_root_are_refused_whatever_the_flags(tmp_path, capsys, monkeypatch):
+    before = snapshot(SAMPLE)
+    assert "root of a git work tree" in refused(capsys, "run", CONFIG, "--out", str(REPO), "--overwrite")
+    monkeypatch.chdir(REPO)
+    assert "root of a git work tree" in refused(capsys, "run", CONFIG, "--out", ".", "--overwrite")
+    assert snapshot(SAMPLE) == before and (REPO / "README.md").is_file()
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    assert "is the home folder" in refused(capsys, "run", CONFIG, "--out", str(home), "--overwrite")
+    assert "is the filesystem root" in refused(capsys, "run", CONFIG, "--out", "/", "--overwrite")
+    assert list(home.iterdir()) == []
+
+
+def test_a_folder_that_is_holds_or_lies_inside_an_input_is_refused(tmp_path, capsys):
+    inputs = tmp_path / "corpus"
+    (inputs / "a").mkdir(parents=True)
+    source = (SAMPLE / "csl" / "csl_sample.tsv").read_bytes()
+    (inputs / "a" / "csl.tsv").write_bytes(source)
+    config = write_config(tmp_path / "run.yaml", {"csl": [inputs / "**" / "*.tsv"]})
+    for out, relation in ((inputs, "it is the input"), (inputs / "a" / "run", "it lies inside the input"),
+                          (tmp_path, "it holds the input")):
+        err = refused(capsys, "run", str(config), "--out", str(out), "--overwrite")
+        assert relation in err, err
+    assert snapshot(inputs) == {"a/csl.tsv": source}
+
+
+@pytest.mark.parametrize("make, out, message", [
+    (lambda t: (t / "f").write_text("x"), "{t}/f", "is a file, not a folder"),
+    (lambda t: (t / "f").write_text("x"), "{t}/f/run", "lies under {t}/f, which is a file"),
+    (lambda t: None, "~", "'~' was not expanded"),
+    (lambda t: None, "~/runs/x", "'~' was not expanded"),
+])
+def test_bad_output_paths_get_one_line_and_nothing_is_written(tmp_path, capsys, monkeypatch, make, out, message):
+    monkeypatch.chdir(tmp_path)
+    make(tmp_path)
+    before = snapshot(tmp_path)
+    err = refused(capsys, "run", CONFIG, "--out", out.format(t=tmp_path))
+    assert message.format(t=tmp_path) in err
+    assert snapshot(tmp_path) == before and not (tmp_path / "~").exists()
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing_behind(tmp_path, capsys):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True)
+    try:
+        err = refused(capsys, "run", CONFIG, "--out", str(disk / "run"))
+        assert f"--out {disk / 'run'}: no space left on device" in err
+        assert os.listdir(disk) == []  # no staging folder, no half-written run, no lock file
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=True)  # Beam may still hold the failed shard open
+
+
+def test_inspect_refuses_a_folder_without_a_complete_manifest(finished, tmp_path, capsys):
+    (tmp_path / "half").mkdir()
+    for name in ("data", "rejects"):
+        (tmp_path / "half" / name).symlink_to(finished / name)
+    (tmp_path / "half" / "report.json").write_bytes((finished / "report.json").read_bytes())
+    assert "not a finished cmtp run" in refused(capsys, "inspect", str(tmp_path / "half"))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    manifest = json.loads((finished / MANIFEST).read_text("utf-8"))
+    (broken / MANIFEST).write_text(json.dumps(manifest), "utf-8")
+    assert "incomplete run" in refused(capsys, "inspect", str(broken))
+    assert main(["inspect", str(finished), "--samples", "0"]) == 0
+
+
+def _lock_holder(out: Path) -> subprocess.Popen:
+    """Another process holding the folder's run lock, as a live `cmtp run` does."""
+    code = ("import sys, time; from pathlib import Path; from cmtp.pipelines.rundir import RunFolder\n"
+            "with RunFolder(Path(sys.argv[1]), []):\n    print('held', flush=True); time.sleep(600)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_run_on_the_same_folder_is_refused_while_the_first_lives(tmp_path, capsys):
+    out = tmp_path / "run"
+    holder = _lock_holder(out)
+    try:
+        err = refused(capsys, "run", CONFIG, "--out", str(out))
+        assert f"another cmtp run (pid {holder.pid}) is writing it" in err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["run", CONFIG, "--out", str(out)]) == 0  # the lock died with its process
+
+
+def test_a_killed_run_never_looks_finished_and_a_rerun_completes(tmp_path, capsys):
+    out = tmp_path / "run"
+    staging = tmp_path / ".run.cmtp-staging"
+    run = subprocess.Popen([sys.executable, "-m", "cmtp.pipelines.cli", "run", CONFIG, "--out", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (staging / "config.yaml").exists():  # the config is written just before the pipeline starts
+        assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.01)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert not out.exists()
+    err = refused(capsys, "inspect", str(out))
+    assert "no such run directory" in err and "unfinished run's staging folder" in err
+    assert main(["run", CONFIG, "--out", str(out)]) == 0
+    assert not staging.exists() and (out / MANIFEST).is_file()
+    assert main(["inspect", str(out), "--samples", "0"]) == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", CONFIG, "--ouut", "X"], "cmtp run: unknown option --ouut (did you mean --out?)"),
+    (["run", CONFIG, "--runer", "FlinkRunner"], "cmtp run: unknown option --runer (did you mean --runner?)"),
+    (["calibrate", "--data", CONFIG, "--target-precison", "0.9"],
+     "cmtp calibrate: unknown option --target-precison (did you mean --target-precision?)"),
+    (["inspect", "x", "--max-socre", "1"], "cmtp inspect: unknown option --max-socre (did you mean --max-score?)"),
+    (["export", "x", "--out", "y", "--overwrit"], "cmtp export: unknown option --overwrit (did you mean --overwrite?)"),
+])
+def test_every_subcommand_refuses_an_unknown_option(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert refused(capsys, *argv) == f"cmtp: error: {message}"
+    assert list(tmp_path.iterdir()) == []  # `run` wrote nothing, not even the default runs/ folder
