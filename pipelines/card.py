@@ -10,7 +10,7 @@ from typing import Optional
 
 import yaml
 
-from cmtp.pipelines.inspect import inspect_run
+from cmtp.pipelines.inspect import InspectError, Selection, inspect_run, reading
 
 # Licenses as the publishers state them (../shared/data/README.md and the datasets' own pages); "not stated"
 # where they give none. Check each before redistributing: several are research-only.
@@ -28,9 +28,21 @@ LICENSES = {
 }
 
 
+def _config(run_dir: str, config_text: Optional[str]) -> dict:
+    """The run's config.yaml as a dict ({} when absent); InspectError naming the file when it is not YAML."""
+    if not config_text:
+        return {}
+    try:
+        config = yaml.safe_load(config_text)
+    except yaml.YAMLError as error:
+        raise InspectError(f"{os.path.join(run_dir, 'config.yaml')}: not valid YAML: {' '.join(str(error).split())}") \
+            from None
+    return config if isinstance(config, dict) else {}
+
+
 def card_text(run_dir: str, config_text: Optional[str] = None) -> str:
     """The card's Markdown for a run directory."""
-    result = inspect_run(run_dir)
+    result = inspect_run(run_dir, Selection(samples=0))  # counts and funnel only: no pass over the rows
     labeled = result["pipeline"] == "labeled"
     key = "kept_by_source_and_task" if labeled else "kept_by_source_and_kind"
     by_source: dict[str, dict[str, int]] = {}
@@ -54,15 +66,15 @@ def card_text(run_dir: str, config_text: Optional[str] = None) -> str:
         kinds_text = ", ".join(f"{kind} {count:,}" for kind, count in sorted(kinds.items()))
         lines.append(f"| {source} | {n:,} | {n / total:.1%} | {kinds_text} | {LICENSES.get(source, 'not stated')} |")
     lines += ["", f"**total** {total:,} {unit}.", ""]
-    config = yaml.safe_load(config_text) if config_text else {}
+    config = _config(run_dir, config_text)
     if labeled:
-        negatives = (config or {}).get("negatives") or {}
+        negatives = config.get("negatives") or {}
         model = f" ({negatives['model']})" if negatives.get("model") else ""
         lines.append(f"Hard negatives: mined with `{negatives.get('backend')}`{model}, "
                      f"{negatives.get('per_record')} per record from ranks {negatives.get('rank_range')}, "
                      f"never above cosine {negatives.get('max_similarity_to_positive')} to a positive.")
     else:
-        scoring = (config or {}).get("scoring") or {}
+        scoring = config.get("scoring") or {}
         if scoring.get("enabled", True) and scoring:
             model = f" ({scoring['model']})" if scoring.get("model") else ""
             lines.append(f"Semantic filter: `{scoring.get('backend')}`{model}, pairs kept at cosine >= "
@@ -77,10 +89,18 @@ def card_text(run_dir: str, config_text: Optional[str] = None) -> str:
 
 
 def write_card(run_dir: str) -> str:
-    """Write `README.md` into a local run directory; returns its path."""
+    """Write `README.md` into a local run directory; returns its path. InspectError for a file of the run it cannot
+    read or write."""
     config_path = os.path.join(run_dir, "config.yaml")
-    config_text = open(config_path, encoding="utf-8").read() if os.path.isfile(config_path) else None
+    config_text = None
+    if os.path.isfile(config_path):
+        with reading(config_path), open(config_path, encoding="utf-8") as handle:
+            config_text = handle.read()
+    text = card_text(run_dir, config_text)
     path = os.path.join(run_dir, "README.md")
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(card_text(run_dir, config_text))
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as error:
+        raise InspectError(f"{path}: cannot write the card: {error.strerror or error}") from None
     return path

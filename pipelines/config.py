@@ -1,23 +1,26 @@
 """Run configs: YAML validated into frozen, typed objects before anything runs.
 
-An unknown key, a wrong type, an unknown source or an input path that matches no file is
-refused with one line naming the key (`sources[1].paths[0]`) and what is wrong. Relative paths
-are relative to the config file, so a config runs the same from any working directory.
+An unknown key (with the nearest known one), a key given twice, a wrong type, values that contradict each
+other (a minimum above its maximum), an unknown source, an input path that matches no file, or an embedding
+model that is not on this machine is refused with one line naming the key (`sources[1].paths[0]`) and what is
+wrong, before anything is written. Relative paths are relative to the config file, so a config runs the same
+from any working directory. A single path may be given as a string.
 """
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 import yaml
 from apache_beam.io.filesystems import FileSystems
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cmtp.transforms.embedders import BACKENDS, DEFAULT_ST_MODEL, DEFAULT_THRESHOLDS
+from cmtp.transforms.embedders import BACKENDS, DEFAULT_ST_MODEL, DEFAULT_THRESHOLDS, ModelUnavailable, check_model
 from cmtp.transforms.filters.lexicon import LEXICONS
 from cmtp.transforms.io import expand_paths
-from cmtp.transforms.near_dedup import lsh_shape
+from cmtp.transforms.near_dedup import NearDedup, lsh_shape
 from cmtp.transforms.sources import REGISTRY, Source, SourceSettings
 from cmtp.transforms.sources.judgments import LOOKUP_ROLES, LabeledSource
 
@@ -36,6 +39,11 @@ def _one_of(value: str, known: dict, what: str) -> str:
     return value
 
 
+def _as_list(value: Any) -> Any:
+    """A single path given as a string is a one-item list."""
+    return [value] if isinstance(value, str) else value
+
+
 class SourceConfig(_Strict):
     name: str
     paths: list[str] = Field(min_length=1)
@@ -44,6 +52,8 @@ class SourceConfig(_Strict):
     max_pairs_per_record: Optional[int] = Field(default=None, ge=1)
     fields: dict[str, str] = {}  # the source's field name -> the name in your files
     options: dict[str, Any] = {}  # the source's own options (docs/sources.md)
+
+    _one_path = field_validator("paths", mode="before")(lambda paths: _as_list(paths))
 
     @field_validator("name")
     @classmethod
@@ -58,7 +68,7 @@ class SourceConfig(_Strict):
         try:
             self.build()
         except ValidationError as error:
-            raise ValueError("options." + _one_line(error)) from None
+            raise ValueError("options." + _one_line(error, REGISTRY[self.name].Options)) from None
         return self
 
     def build(self) -> Source:
@@ -176,6 +186,11 @@ class NearDedupConfig(_Strict):
         """Derived from threshold and num_perm, never typed by hand."""
         return lsh_shape(self.threshold, self.num_perm)
 
+    def build(self, order) -> NearDedup:
+        """The configured near-dedup transform, survivors chosen by `order` (a SurvivorOrder)."""
+        return NearDedup(order, self.ngram, self.num_perm, self.threshold, self.seed, self.scope, self.unit,
+                         self.within_source, self.rounds, self.fold_traditional)
+
 
 class ExactDedupConfig(_Strict):
     pair: bool = True  # identical normalized (query, passage)
@@ -216,6 +231,13 @@ class EmbedderConfig(_Strict):
             raise ValueError(f"model: only the sentence-transformers backend takes a model, not {self.backend}")
         return self
 
+    @model_validator(mode="after")
+    def _batch_bounds(self) -> "EmbedderConfig":
+        """Beam's batcher refuses min > max only once the pipeline is built: refuse it here, before any output."""
+        if self.min_batch_size > self.max_batch_size:
+            raise ValueError(f"min_batch_size {self.min_batch_size} > max_batch_size {self.max_batch_size}")
+        return self
+
     def settings(self) -> dict:
         """The backend's keyword arguments."""
         settings: dict = {"threads": self.threads}
@@ -249,6 +271,13 @@ class OutputConfig(_Strict):
     shard_mb: int = Field(default=512, ge=1)  # a shard closes after this much Arrow data (before zstd)
     row_group_mb: int = Field(default=64, ge=1)  # one Parquet row group per this much
     num_shards: int = Field(default=0, ge=0)  # > 0: exactly this many shards (groups every row once)
+
+    @model_validator(mode="after")
+    def _groups_fit(self) -> "OutputConfig":
+        """A shard holds whole row groups: one larger than a shard would silently make shards of that size."""
+        if self.row_group_mb > self.shard_mb:
+            raise ValueError(f"row_group_mb {self.row_group_mb} > shard_mb {self.shard_mb}")
+        return self
 
     def write_args(self) -> dict:
         return {"shard_bytes": self.shard_mb << 20, "row_group_bytes": self.row_group_mb << 20,
@@ -290,6 +319,11 @@ class LabeledSourceConfig(_Strict):
     fields: dict[str, str] = {}
     options: dict[str, Any] = {}
 
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _one_path_per_role(cls, paths: Any) -> Any:
+        return {role: _as_list(globs) for role, globs in paths.items()} if isinstance(paths, dict) else paths
+
     @field_validator("name")
     @classmethod
     def _labeled(cls, name: str) -> str:
@@ -313,7 +347,7 @@ class LabeledSourceConfig(_Strict):
         try:
             self.build()
         except ValidationError as error:
-            raise ValueError("options." + _one_line(error)) from None
+            raise ValueError("options." + _one_line(error, source.Options)) from None
         return self
 
     @property
@@ -410,9 +444,45 @@ def _location(loc: tuple) -> str:
     return out or "(top level)"
 
 
-def _one_line(error: ValidationError) -> str:
-    first = error.errors()[0]
-    message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+def _not_none(annotation: Any) -> Any:
+    """Optional[X] -> X; anything else as it is."""
+    args = [arg for arg in get_args(annotation) if arg is not type(None)]
+    return args[0] if get_origin(annotation) is Union and len(args) == 1 else annotation
+
+
+def _field_type(annotation: Any, part: Any) -> Any:
+    """The type one step of an error location leads to from `annotation` (a model's field, a list's or a dict's
+    item); None where it cannot be told."""
+    annotation = _not_none(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field_info = annotation.model_fields.get(part) if isinstance(part, str) else None
+        return field_info.annotation if field_info else None
+    args = get_args(annotation)
+    if get_origin(annotation) is list and isinstance(part, int):
+        return args[0]
+    if get_origin(annotation) is dict:
+        return args[1]
+    return None
+
+
+def _unknown_key(model: Any, loc: tuple) -> str:
+    """'unknown key' with the nearest key the model knows at that place, so a typo names its fix."""
+    for part in loc[:-1]:
+        model = _field_type(model, part)
+    model = _not_none(model)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return "unknown key"
+    known = list(model.model_fields)
+    near = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    return f"unknown key; did you mean {near[0]}?" if near else f"unknown key; known: {', '.join(known)}"
+
+
+def _one_line(error: ValidationError, model: Any = None) -> str:
+    """The first error, one line; an unknown key first, as the missing keys beside it are often its misspelling."""
+    errors = error.errors()
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    message = _unknown_key(model, first["loc"]) if first["type"] == "extra_forbidden" \
+        else first["msg"].removeprefix("Value error, ")
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
     where = _location(first["loc"])
     if message.startswith(("options.", "kinds:", "fields:", "threshold:", "model:", "paths", "rank_range:")):  # a validator naming its key
@@ -434,16 +504,59 @@ class LoadedConfig:
         return os.path.normpath(os.path.join(os.path.dirname(self.path), path))
 
 
+class _DuplicateKey(yaml.YAMLError):
+    """A mapping that gives one key twice: YAML would silently keep the last."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load's loader, refusing a key given twice in one mapping (merge keys `<<` may still override)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        lines: dict = {}  # key -> the line it was first given at
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            try:
+                if key in lines:
+                    raise _DuplicateKey(f"line {line}: key {key!r} given twice (first at line {lines[key]}); "
+                                        "YAML would keep only the last")
+            except TypeError:  # an unhashable key: the base constructor names it
+                break
+            lines[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _read_yaml(path: str) -> Any:
+    """The file's YAML; ConfigError for a syntax error or a key given twice."""
+    with open(path, encoding="utf-8") as handle:
+        try:
+            return yaml.load(handle, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        except _DuplicateKey as error:
+            raise ConfigError(f"{path}: {error}") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from error
+
+
+def _check_models(path: str, config: Union[RunConfig, LabeledRunConfig]) -> None:
+    """Refuse an enabled embedder whose package or model is not on this machine, before the pipeline starts."""
+    key, embedder = ("negatives", config.negatives) if isinstance(config, LabeledRunConfig) \
+        else ("scoring", config.scoring)
+    if not embedder.enabled:
+        return
+    try:
+        check_model(embedder.backend, embedder.settings())
+    except ModelUnavailable as error:
+        raise ConfigError(f"{path}: {key}.{'model' if embedder.backend == 'sentence-transformers' else 'backend'}: "
+                          f"{error}") from None
+
+
 def load_config(path: str, overrides: Optional[dict] = None) -> LoadedConfig:
     """Parse, validate and resolve a run config (with a profile's `overrides` merged over it first); raises
     ConfigError with a one-line message."""
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: config file not found")
-    with open(path, encoding="utf-8") as handle:
-        try:
-            raw = yaml.safe_load(handle)
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from error
+    raw = _read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     schema = LabeledRunConfig if raw.get("pipeline") == "labeled" else RunConfig
@@ -454,7 +567,7 @@ def load_config(path: str, overrides: Optional[dict] = None) -> LoadedConfig:
     try:
         config = schema.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(f"{path}: {_one_line(error)}") from None
+        raise ConfigError(f"{path}: {_one_line(error, schema)}") from None
     base = os.path.dirname(os.path.abspath(path))
 
     def matched(key: str, pattern: str) -> list[str]:
@@ -484,6 +597,7 @@ def load_config(path: str, overrides: Optional[dict] = None) -> LoadedConfig:
         sections += [(f"tasks.{name}.filters", task.filters) for name, task in config.tasks.items() if task.filters]
     for key, filters in sections:
         _check_filter_files(path, loaded, key, filters)
+    _check_models(path, config)
     return loaded
 
 

@@ -104,12 +104,13 @@ def bm25_scorer(data: EvalData) -> Callable[[str], np.ndarray]:
 
 
 def embedding_scorer(data: EvalData, backend: str, settings: dict, query_prefix: str = "",
-                     passage_prefix: str = "", batch: int = 64) -> Callable[[str], np.ndarray]:
+                     passage_prefix: str = "", slice_size: int = 64) -> Callable[[str], np.ndarray]:
     from cmtp.transforms.embedders import load_embedder
+    from cmtp.transforms.scoring import encode_sorted
 
     embedder = load_embedder(backend, **settings)
-    passages = np.concatenate([embedder.encode([passage_prefix + t for t in data.candidates[i:i + batch]], "passage")
-                               for i in range(0, len(data.candidates), batch)])
+    # the scorer's encoding: shortest first in slices, halving a slice on GPU out-of-memory
+    passages, _ = encode_sorted(embedder, [passage_prefix + t for t in data.candidates], "passage", slice_size)
     return lambda query: passages @ embedder.encode([query_prefix + query], "query")[0]
 
 

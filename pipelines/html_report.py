@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cmtp.pipelines.inspect import Selection, inspect_run
+from cmtp.pipelines.inspect import InspectError, Selection, check_columns, inspect_run, reading
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
@@ -34,24 +34,32 @@ def _png(figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _add_lengths(out: dict[str, dict[str, np.ndarray]], batch, sides: tuple[str, str], labeled: bool) -> None:
+    """Add one record batch's length histograms per source and side to `out`."""
+    sources = batch.column("source").to_numpy(zero_copy_only=False)
+    for side in sides:
+        column = batch.column(side)
+        if labeled and side == "pos":  # every positive, under its record's source
+            owners = np.repeat(sources, pc.list_value_length(column).to_numpy(zero_copy_only=False))
+            lengths = pc.utf8_length(pc.list_flatten(column)).to_numpy(zero_copy_only=False)
+        else:
+            owners, lengths = sources, pc.utf8_length(column).to_numpy(zero_copy_only=False)
+        for source in np.unique(owners):
+            counts, _ = np.histogram(lengths[owners == source], bins=LENGTH_BINS)
+            entry = out.setdefault(str(source), {})
+            entry[side] = entry.get(side, np.zeros(len(LENGTH_BINS) - 1, dtype=np.int64)) + counts
+
+
 def _lengths(run_dir: str, labeled: bool) -> dict[str, dict[str, np.ndarray]]:
     """Per source, histograms (counts over LENGTH_BINS) of the query and passage lengths in characters."""
     sides = ("query", "pos") if labeled else ("query", "passage")
     out: dict[str, dict[str, np.ndarray]] = {}
-    for shard in sorted(glob.glob(os.path.join(run_dir, "data", "*.parquet"))):
-        for batch in pq.ParquetFile(shard).iter_batches(batch_size=65536, columns=["source", *sides]):
-            sources = batch.column("source").to_numpy(zero_copy_only=False)
-            for side in sides:
-                column = batch.column(side)
-                if labeled and side == "pos":  # every positive, under its record's source
-                    owners = np.repeat(sources, pc.list_value_length(column).to_numpy(zero_copy_only=False))
-                    lengths = pc.utf8_length(pc.list_flatten(column)).to_numpy(zero_copy_only=False)
-                else:
-                    owners, lengths = sources, pc.utf8_length(column).to_numpy(zero_copy_only=False)
-                for source in np.unique(owners):
-                    counts, _ = np.histogram(lengths[owners == source], bins=LENGTH_BINS)
-                    entry = out.setdefault(str(source), {})
-                    entry[side] = entry.get(side, np.zeros(len(LENGTH_BINS) - 1, dtype=np.int64)) + counts
+    shards = sorted(glob.glob(os.path.join(run_dir, "data", "*.parquet")))
+    check_columns(shards, ["source", *sides])
+    for shard in shards:
+        with reading(shard):
+            for batch in pq.ParquetFile(shard).iter_batches(batch_size=65536, columns=["source", *sides]):
+                _add_lengths(out, batch, sides, labeled)
     return out
 
 
@@ -115,8 +123,18 @@ td,th{border:1px solid #ccc;padding:3px 6px;font-size:12px;vertical-align:top;ma
 th{background:#f0f0f0}h2{margin-top:32px}.plots img{margin:4px}"""
 
 
+def check_html_target(path: str) -> None:
+    """Refuse, before any work, a page path whose folder does not exist or that is a folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise InspectError(f"--html {path}: no folder {folder}; create it or give another path")
+    if os.path.isdir(path):
+        raise InspectError(f"--html {path}: is a folder; give a file name, e.g. {os.path.join(path, 'report.html')}")
+
+
 def write_html(run_dir: str, path: str, samples: int = 5, seed: int = 1) -> str:
-    """Write the page for a run directory; returns its path."""
+    """Write the page for a run directory; returns its path. InspectError for a run or a path it cannot use."""
+    check_html_target(path)
     result = inspect_run(run_dir, Selection(samples=samples, seed=seed))
     labeled = result["pipeline"] == "labeled"
     parts = [f"<h1>cmtp run: {html.escape(result['run'])}</h1>",
@@ -155,6 +173,9 @@ def write_html(run_dir: str, path: str, samples: int = 5, seed: int = 1) -> str:
                          _sample_rows(rows, True))]
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>cmtp run report</title>"
             f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(page)
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(page)
+    except OSError as error:
+        raise InspectError(f"--html {path}: cannot write it: {error.strerror or error}") from None
     return path

@@ -2,7 +2,8 @@
 
 Reading is columnar and streamed: counts come from Parquet metadata and the one or two columns they need,
 samples from a seeded reservoir over record batches, so a run of any size is inspected in bounded memory.
-Works on unlabeled runs (pairs) and labeled runs (records with `pos`/`neg` lists).
+Works on unlabeled runs (pairs) and labeled runs (records with `pos`/`neg` lists). A shard that is corrupt, empty
+or lacks the columns of a run, and a report.json that is cut short, are refused in one line naming the file.
 """
 from __future__ import annotations
 
@@ -11,14 +12,38 @@ import os
 import random
 import re
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 
 class InspectError(ValueError):
-    """A directory that is not a run; the message says what is missing."""
+    """A directory that is not a run, or a file of it that cannot be read; one line naming the file."""
+
+
+@contextmanager
+def reading(path: str, error: type[ValueError] = InspectError) -> Iterator[None]:
+    """Turn a failure to read `path` (corrupt, empty, truncated, unreadable) into `error`, one line naming the file,
+    instead of a traceback from deep inside pyarrow or json."""
+    try:
+        yield
+    except error:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as cause:  # json's and pyarrow's errors are ValueErrors
+        raise error(f"{path}: cannot read it: {' '.join(str(cause).split())}") from None
+
+
+def check_columns(shards: list[str], columns: list[str], error: type[ValueError] = InspectError) -> None:
+    """Refuse a shard that is not Parquet or lacks one of `columns`: it is not a shard of a cmtp run."""
+    for shard in shards:
+        with reading(shard, error):
+            names = pq.ParquetFile(shard).schema_arrow.names
+        missing = [column for column in columns if column not in names]
+        if missing:
+            raise error(f"{shard}: not a shard of a cmtp run: no column {', '.join(missing)}")
 
 
 @dataclass(frozen=True)
@@ -68,28 +93,37 @@ def _matches(row: dict, selection: Selection, pattern: Optional[re.Pattern], lab
 
 def _rows(shards: list[str]) -> Iterator[dict]:
     for shard in shards:
-        for batch in pq.ParquetFile(shard).iter_batches(batch_size=4096):
-            yield from batch.to_pylist()
+        with reading(shard):
+            for batch in pq.ParquetFile(shard).iter_batches(batch_size=4096):
+                yield from batch.to_pylist()
 
 
-def _reservoir(rows: Iterator[dict], n: int, rng: random.Random) -> list[dict]:
-    """n rows drawn uniformly from the stream (Algorithm R), in stream order; the same stream and seed, the
-    same rows."""
-    chosen: list[tuple[int, dict]] = []
-    for i, row in enumerate(rows):
-        if len(chosen) < n:
-            chosen.append((i, row))
+class _Reservoir:
+    """n rows drawn uniformly from a stream (Algorithm R), returned in stream order: the same stream and seed,
+    the same rows."""
+
+    def __init__(self, n: int, rng: random.Random):
+        self._n, self._rng, self._seen = n, rng, 0
+        self._chosen: list[tuple[int, dict]] = []
+
+    def add(self, row: dict) -> None:
+        if len(self._chosen) < self._n:
+            self._chosen.append((self._seen, row))
         else:
-            j = rng.randint(0, i)
-            if j < n:
-                chosen[j] = (i, row)
-    return [row for _, row in sorted(chosen, key=lambda item: item[0])]
+            j = self._rng.randint(0, self._seen)
+            if j < self._n:
+                self._chosen[j] = (self._seen, row)
+        self._seen += 1
+
+    def rows(self) -> list[dict]:
+        return [row for _, row in sorted(self._chosen, key=lambda item: item[0])]
 
 
 def _count(shards: list[str], columns: list[str]) -> Counter:
     counts: Counter = Counter()
     for shard in shards:
-        table = pq.read_table(shard, columns=columns)
+        with reading(shard):
+            table = pq.read_table(shard, columns=columns)
         if table.num_rows:
             grouped = table.group_by(columns).aggregate([([], "count_all")])
             for row in grouped.to_pylist():
@@ -98,8 +132,23 @@ def _count(shards: list[str], columns: list[str]) -> Counter:
 
 
 def _shard_summary(shards: list[str]) -> dict:
-    return {"shards": len(shards), "rows": sum(pq.ParquetFile(s).metadata.num_rows for s in shards),
-            "bytes": sum(os.path.getsize(s) for s in shards)}
+    rows = 0
+    for shard in shards:
+        with reading(shard):
+            rows += pq.ParquetFile(shard).metadata.num_rows
+    return {"shards": len(shards), "rows": rows, "bytes": sum(os.path.getsize(s) for s in shards)}
+
+
+def _report(path: str) -> dict:
+    """report.json as a dict ({} when absent); InspectError when it is cut short or not a report."""
+    if not os.path.isfile(path):
+        return {}
+    with reading(path), open(path, encoding="utf-8") as handle:
+        report = json.load(handle)
+    sources = report.get("sources", {}) if isinstance(report, dict) else None
+    if not (isinstance(sources, dict) and all(isinstance(row, dict) for row in sources.values())):
+        raise InspectError(f"{path}: not a cmtp report (`sources` must map each source to an object)")
+    return report
 
 
 def funnel(report: dict) -> dict[str, list[tuple[str, int]]]:
@@ -126,31 +175,49 @@ def funnel(report: dict) -> dict[str, list[tuple[str, int]]]:
     return out
 
 
+def _funnel(report: dict, path: str) -> dict[str, list[tuple[str, int]]]:
+    """The report's funnel ({} without sources); InspectError for a report that lacks a count the funnel needs."""
+    if not report.get("sources"):
+        return {}
+    try:
+        return funnel(report)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise InspectError(f"{path}: not a complete cmtp report ({type(error).__name__}: {error})") from None
+
+
 def inspect_run(run_dir: str, selection: Selection = Selection()) -> dict[str, Any]:
     """The summary, funnel, histograms and samples of a run directory, as one dict."""
     data, rejects = _shards(run_dir, "data"), _shards(run_dir, "rejects")
     report_path = os.path.join(run_dir, "report.json")
     if not data and not rejects and not os.path.isfile(report_path):
         raise InspectError(f"{run_dir}: no data/, rejects/ or report.json; is it the --out of a `cmtp run`?")
-    report = json.load(open(report_path, encoding="utf-8")) if os.path.isfile(report_path) else {}
+    report = _report(report_path)
+    steps = _funnel(report, report_path)
+    check_columns(data + rejects, ["source"])
     labeled = bool(data) and "pos" in pq.ParquetFile(data[0]).schema_arrow.names
     kind_column = "task" if labeled else "kind"
+    check_columns(data, [kind_column])
+    check_columns(rejects, ["stage", "reason"])
     kept_by = _count(data, ["source", kind_column]) if data else Counter()
     dropped_by = _count(rejects, ["source", "stage", "reason"]) if rejects else Counter()
     pattern = re.compile(selection.grep) if selection.grep else None
-    rng = random.Random(selection.seed)
-    kept_rows = (row for row in _rows(data) if _matches(row, selection, pattern, labeled))
-    kept_sample = _reservoir(kept_rows, selection.samples, rng) if not (selection.stage or selection.reason) else []
+    kept_sample: list[dict] = []
     reject_samples: dict[str, list[dict]] = {}
-    reasons = sorted({(stage, reason) for (_, stage, reason) in dropped_by})
-    for stage, reason in reasons:
-        if (selection.stage and stage != selection.stage) or (selection.reason and reason != selection.reason):
-            continue
-        rows = (row for row in _rows(rejects) if row["stage"] == stage and row["reason"] == reason
-                and _matches(row, selection, pattern, labeled))
-        picked = _reservoir(rows, selection.samples, random.Random(f"{selection.seed}:{stage}:{reason}"))
-        if picked:
-            reject_samples[f"{stage}/{reason}"] = picked
+    if selection.samples > 0:
+        if not (selection.stage or selection.reason):
+            kept = _Reservoir(selection.samples, random.Random(selection.seed))
+            for row in _rows(data):
+                if _matches(row, selection, pattern, labeled):
+                    kept.add(row)
+            kept_sample = kept.rows()
+        by_reason: dict[tuple[str, str], _Reservoir] = {}  # one pass over the rejects, a reservoir per reason
+        for row in _rows(rejects):
+            if _matches(row, selection, pattern, labeled):
+                key = (row["stage"], row["reason"])
+                if key not in by_reason:
+                    by_reason[key] = _Reservoir(selection.samples, random.Random(f"{selection.seed}:{key[0]}:{key[1]}"))
+                by_reason[key].add(row)
+        reject_samples = {f"{stage}/{reason}": by_reason[(stage, reason)].rows() for stage, reason in sorted(by_reason)}
     histograms = {source: row.get("mined_score_histogram" if labeled else "score_histogram", {})
                   for source, row in report.get("sources", {}).items()}
     return {
@@ -161,7 +228,7 @@ def inspect_run(run_dir: str, selection: Selection = Selection()) -> dict[str, A
         "rejects": _shard_summary(rejects),
         "kept_by_source_and_" + kind_column: {f"{s}/{k}": n for (s, k), n in sorted(kept_by.items())},
         "dropped_by_source_stage_reason": {f"{s}/{st}/{r}": n for (s, st, r), n in sorted(dropped_by.items())},
-        "funnel": funnel(report) if report.get("sources") else {},
+        "funnel": steps,
         "score_histograms": {s: h for s, h in histograms.items() if h},
         "threshold": (report.get("scorer") or {}).get("threshold"),
         "samples": {"kept": kept_sample, "rejects": reject_samples},

@@ -14,12 +14,13 @@ from cmtp.transforms.filters.pii import MaskPii
 from cmtp.transforms.hard_negatives import MineHardNegatives
 from cmtp.transforms.io import WriteParquetShards
 from cmtp.transforms.judgments import POSITIVE, AssembleRecords, JudgeRows, ResolveLinks
-from cmtp.transforms.near_dedup import NearDedup
 from cmtp.transforms.normalize import NormalizePairs
 from cmtp.transforms.progress import Progress, is_local
 from cmtp.transforms.read import ReadSource
 from cmtp.transforms.report import WriteLabeledReport
 from cmtp.transforms.survivor import SurvivorOrder
+from cmtp.transforms.survivor_state import SettleSurvivors
+from cmtp.transforms.written_rows import CountWrittenRows
 
 
 def _corpus_pair(text) -> Pair:
@@ -72,24 +73,26 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
     rest = filtered.pairs | "NotDeduped" >> beam.Filter(
         lambda p: not (p.kind == POSITIVE and p.source in deduped_sources))
     order = SurvivorOrder(config.priorities, config.dedup.survivor.quality)
+    late_rejects = []  # from dedup on: a survivor a dedup reject names may be dropped by any of these stages
     if config.dedup.exact:
         exact = to_dedup | "ExactDedup" >> ExactDedup(order, "pair")
         to_dedup = exact.pairs
-        rejects.append(exact.rejects)
+        late_rejects.append(exact.rejects)
     near_config = config.dedup.near
     if near_config.enabled:
-        near = to_dedup | "NearDedup" >> NearDedup(order, near_config.ngram, near_config.num_perm,
-                                                   near_config.threshold, near_config.seed, near_config.scope,
-                                                   near_config.unit, near_config.within_source, near_config.rounds,
-                                                   near_config.fold_traditional)
+        near = to_dedup | "NearDedup" >> near_config.build(order)
         to_dedup = near["pairs"]
-        rejects.append(near["rejects"])
+        late_rejects.append(near["rejects"])
         stats.append(near["stats"])
+    dedup_steps = len(late_rejects)
     cleaned = (to_dedup, rest) | "Cleaned" >> beam.Flatten()
 
     instructions = {task: config.instruction(task) for task in tasks}
     assembled = cleaned | "Assemble" >> AssembleRecords(task_of, instructions)
-    rejects.append(assembled.rejects)
+    late_rejects.append(assembled.rejects)
+    settled = late_rejects | "FromDedupOn" >> beam.Flatten() | "SettleSurvivors" >> SettleSurvivors(dedup_steps)
+    rejects.append(settled["rejects"])
+    stats.append(settled["stats"])
     labeled = assembled.records
 
     mining = config.negatives
@@ -117,8 +120,12 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
     if local:
         labeled = labeled | "ProgressKept" >> Progress("records kept")
     output = config.output.write_args()
-    labeled | "WriteRecords" >> WriteParquetShards(FileSystems.join(out_dir, "data"), LABELED_SCHEMA, **output)
-    rejects | "WriteRejects" >> WriteParquetShards(FileSystems.join(out_dir, "rejects"), REJECT_SCHEMA, **output)
+    written = labeled | "WriteRecords" >> WriteParquetShards(FileSystems.join(out_dir, "data"), LABELED_SCHEMA,
+                                                             **output)
+    written_rejects = rejects | "WriteRejects" >> WriteParquetShards(FileSystems.join(out_dir, "rejects"),
+                                                                    REJECT_SCHEMA, **output)
+    stats.append(written | "CountWritten" >> CountWrittenRows("rows_written"))
+    stats.append(written_rejects | "CountWrittenRejects" >> CountWrittenRows("reject_rows_written"))
     header = {
         "pipeline": "labeled",
         "config": loaded.path,

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-PROFILES = Path(__file__).resolve().parent.parent / "configs" / "profiles"
+from cmtp.configs import PROFILES
 
 
 class ProfileError(ValueError):
@@ -25,15 +25,6 @@ class Profile:
     path: str
     args: list[str]  # Beam flags
     config: dict  # run-config overrides
-
-
-def _shipped() -> Path:
-    try:  # installed: the profiles ship inside cmtp.configs
-        from cmtp import configs
-
-        return Path(configs.__file__).resolve().parent / "profiles"
-    except ImportError:  # pragma: no cover - a source checkout without the package installed
-        return PROFILES
 
 
 def option_args(options: dict[str, Any]) -> list[str]:
@@ -59,10 +50,9 @@ def merged(base: Any, override: Any) -> Any:
 
 def load_profile(name: str) -> Profile:
     """A shipped profile by name (local, dataflow, flink) or a profile file by path."""
-    shipped = _shipped()
-    path = Path(name) if os.path.sep in name or name.endswith((".yaml", ".yml")) else shipped / f"{name}.yaml"
+    path = Path(name) if os.path.sep in name or name.endswith((".yaml", ".yml")) else PROFILES / f"{name}.yaml"
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in shipped.glob("*.yaml")))
+        known = ", ".join(sorted(p.stem for p in PROFILES.glob("*.yaml")))
         raise ProfileError(f"--profile {name}: no such profile (shipped: {known}; or give a path)")
     try:
         raw = yaml.safe_load(path.read_text("utf-8")) or {}

@@ -12,7 +12,6 @@ from cmtp.transforms.extract import ExtractPairs
 from cmtp.transforms.filters import GeneralFilter
 from cmtp.transforms.filters.pii import MaskPii
 from cmtp.transforms.io import WriteParquetShards
-from cmtp.transforms.near_dedup import NearDedup
 from cmtp.transforms.normalize import NormalizePairs
 from cmtp.transforms.progress import Progress, is_local
 from cmtp.transforms.read import ReadSource
@@ -20,6 +19,8 @@ from cmtp.transforms.report import WriteReport
 from cmtp.transforms.scoring import SemanticFilter
 from cmtp.transforms.similar_queries import DeriveSimilarQuestions
 from cmtp.transforms.survivor import SurvivorOrder
+from cmtp.transforms.survivor_state import SettleSurvivors
+from cmtp.transforms.written_rows import CountWrittenRows
 
 
 def read_and_extract(pipeline: beam.Pipeline, loaded: LoadedConfig, sources: dict):
@@ -62,20 +63,19 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
 
     order = SurvivorOrder(config.priorities, config.dedup.survivor.quality)
     exact_config = config.dedup.exact
+    late_rejects = []  # from dedup on: a survivor a dedup reject names may be dropped by any of these stages
     for scope in ("pair", "passage"):
         if getattr(exact_config, scope):
             exact = pairs | f"ExactDedup {scope}" >> ExactDedup(order, scope, exact_config.within_source)
             pairs = exact.pairs
-            rejects.append(exact.rejects)
+            late_rejects.append(exact.rejects)
     near_config = config.dedup.near
     if near_config.enabled:
-        near = pairs | "NearDedup" >> NearDedup(order, near_config.ngram, near_config.num_perm, near_config.threshold,
-                                                near_config.seed, near_config.scope, near_config.unit,
-                                                near_config.within_source, near_config.rounds,
-                                                near_config.fold_traditional)
+        near = pairs | "NearDedup" >> near_config.build(order)
         pairs = near["pairs"]
-        rejects.append(near["rejects"])
+        late_rejects.append(near["rejects"])
         stats.append(near["stats"])
+    dedup_steps = len(late_rejects)
     scoring = config.scoring
     if scoring.enabled and not (exact_config.pair or exact_config.passage or near_config.enabled):
         # no dedup shuffle before the scorer: without one it would be fused behind the readers, a big file's
@@ -86,18 +86,27 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
                                                             scoring.max_batch_size, scoring.slice_size,
                                                             scoring.settings())
         pairs = scored.pairs
-        rejects.append(scored.rejects)
+        late_rejects.append(scored.rejects)
+    if late_rejects:
+        settled = (late_rejects | "FromDedupOn" >> beam.Flatten()
+                   | "SettleSurvivors" >> SettleSurvivors(dedup_steps))
+        rejects.append(settled["rejects"])
+        stats.append(settled["stats"])
 
     rejects = rejects | "AllRejects" >> beam.Flatten()
     if local:
         pairs = pairs | "ProgressKept" >> Progress("pairs kept")
     output = config.output.write_args()
-    pairs | "WritePairs" >> WriteParquetShards(FileSystems.join(out_dir, "data"), PAIR_SCHEMA, **output)
-    rejects | "WriteRejects" >> WriteParquetShards(FileSystems.join(out_dir, "rejects"), REJECT_SCHEMA, **output)
+    written = pairs | "WritePairs" >> WriteParquetShards(FileSystems.join(out_dir, "data"), PAIR_SCHEMA, **output)
+    written_rejects = rejects | "WriteRejects" >> WriteParquetShards(FileSystems.join(out_dir, "rejects"),
+                                                                    REJECT_SCHEMA, **output)
+    stats.append(written | "CountWritten" >> CountWrittenRows("rows_written"))
+    stats.append(written_rejects | "CountWrittenRejects" >> CountWrittenRows("reject_rows_written"))
     header = {
         "pipeline": "unlabeled",
         "config": loaded.path,
         "files": {name: len(files) for name, files in sorted(loaded.files.items())},
+        "exact_pair_dedup": exact_config.pair,
         "scorer": {"backend": scoring.backend, "model": scoring.settings().get("model"),
                    "threshold": scoring.threshold} if scoring.enabled else None,
         "near_dedup": {"threshold": near_config.threshold, "num_perm": near_config.num_perm,

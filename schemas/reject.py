@@ -21,6 +21,7 @@ class Reject(NamedTuple):
     passage: Optional[str] = None
     text: Optional[str] = None  # the raw snippet, for records that did not parse
     score: Optional[float] = None
+    survivor: Optional[str] = None  # dedup: the id of the pair kept in its place; None when that pair was dropped
 
 
 REJECT_SCHEMA = arrow_schema(Reject)

@@ -70,10 +70,9 @@ def test_multi_processing_mode_runs_and_gives_the_local_runs_rows(tmp_path):
 
 def test_a_local_run_shows_progress_lines_throttled(tmp_path, capsys, monkeypatch):
     import re
+    import time
 
     from cmtp.transforms import progress
-
-    import time
 
     progress._STATE["last"] = time.monotonic()  # an earlier run printed a line just now: each run starts afresh,
     # so its first line is printed whatever the clock reads (monotonic counts from boot on Linux)

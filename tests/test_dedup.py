@@ -42,8 +42,19 @@ def test_exact_dedup_keeps_one_copy_and_names_the_survivor():
     out = run_transform(ExactDedup(SurvivorOrder({})), [b, c, a])
     assert sorted(p.position for p in out["pairs"]) == ["record 0", "record 1"]
     (reject,) = out["rejects"]
-    assert (reject.reason, reject.position) == ("exact_duplicate", "record 7")
+    assert (reject.reason, reject.position, reject.survivor) == ("exact_duplicate", "record 7", a.id)
     assert a.id in reject.detail and "record 1" in reject.detail
+
+
+@pytest.mark.parametrize("scope", ["pair", "passage"])
+def test_identical_copies_from_one_record_keep_one_row(scope):
+    """One record giving one pair twice (same id, file and position: the survivor key ties completely)."""
+    a = make_pair("电池", BASE, position="line 3")
+    out = run_transform(ExactDedup(SurvivorOrder({}), scope), [a, a, a, make_pair("熊猫", OTHER)])
+    assert sorted(p.query for p in out["pairs"]) == ["熊猫", "电池"]
+    assert len(out["rejects"]) == 2
+    assert all(r.id == r.survivor == a.id and r.position == "line 3" and r.detail.startswith(
+        f"another copy of {a.id} from the same record") for r in out["rejects"])
 
 
 def test_near_dedup_drops_the_near_copy_and_keeps_unrelated_text():
@@ -54,7 +65,7 @@ def test_near_dedup_drops_the_near_copy_and_keeps_unrelated_text():
     (reject,) = out["rejects"]
     assert reject.reason == "near_duplicate" and reject.stage == "dedup"
     survivor = (kept - {other.id}).pop()
-    assert survivor in reject.detail and reject.id != survivor
+    assert survivor in reject.detail and reject.id != survivor and reject.survivor == survivor
 
 
 def test_near_dedup_prefers_the_higher_priority_source():

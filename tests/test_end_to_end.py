@@ -143,6 +143,9 @@ def test_sample_config_shows_every_reject_path(tmp_path):
     ]:
         assert expected in found, expected
     kept = read_dir(tmp_path / "sample" / "data", PAIR_SCHEMA)
+    counters = report["counters"]  # read back from the shards by the run itself
+    assert (counters["rows_written"], counters["reject_rows_written"], counters["repeated_ids"]) == (
+        len(kept), len(rejects), 0)
     assert {row["source"] for row in kept} == {name for name, source in REGISTRY.items()  # querygen: own tests
                                                if not issubclass(source, LabeledSource) and name != "querygen"}
     assert any(Path(row["file"]).name == "csl_sample_gb18030.tsv" for row in kept)

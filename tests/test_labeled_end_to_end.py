@@ -71,6 +71,9 @@ def test_report_accounts_for_every_row_and_judgment(sample_run):
     assert totals["judgments_dropped"] == sum(1 for r in sample_run["rejects"] if r["stage"] not in ("read", "extract"))
     kept = sum(len(r["pos"]) + len(r["neg"]) - r["mined"] for r in sample_run["records"])
     assert totals["judgments_kept"] == kept
+    counters = report["counters"]  # read back from the shards by the run itself
+    assert (counters["rows_written"], counters["reject_rows_written"], counters["repeated_ids"]) == (
+        len(sample_run["records"]), len(sample_run["rejects"]), 0)
     assert set(report["tasks"]) == {"t2ranking", "dureader_retrieval", "mmarco", "cmedqa2", "multi_cpr", "nli_zh",
                                     "cmnli", "ocnli"}
 
@@ -164,13 +167,17 @@ def test_export_refuses_what_is_not_a_labeled_run(tmp_path, capsys):
     assert "no such run directory" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["export", str(tmp_path / "empty"), "--out", str(tmp_path / "fe")]) == 2
-    assert "no data/*.parquet" in capsys.readouterr().err
+    assert "not a finished cmtp run" in capsys.readouterr().err
+    import json
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     (tmp_path / "unlabeled" / "data").mkdir(parents=True)
     pq.write_table(pa.table({"id": ["a"], "query": ["q"], "passage": ["p"]}),
                    tmp_path / "unlabeled" / "data" / "part-00000-of-00001.parquet")
+    manifest = {"cmtp_run": 1, "pipeline": "unlabeled", "files": ["data/part-00000-of-00001.parquet"]}
+    (tmp_path / "unlabeled" / ".cmtp-run.json").write_text(json.dumps(manifest), "utf-8")
     assert main(["export", str(tmp_path / "unlabeled"), "--out", str(tmp_path / "fe")]) == 2
     assert "not a labeled run" in capsys.readouterr().err
 

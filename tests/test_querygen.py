@@ -180,3 +180,159 @@ scoring: {{enabled: false}}
     assert all(SECRET.encode() not in p.read_bytes() for p in stored)
     assert main(["run", str(config), "--out", str(tmp_path / "again")]) == 0
     assert len(_Stub.seen) == requests  # the re-run was served from the cache
+
+
+class _Hostile(BaseHTTPRequestHandler):
+    """An endpoint that echoes the caller's Authorization header back: in its answers, and in the reason phrase of
+    the statuses `script` tells it to fail with."""
+
+    script: list[int] = []
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers["Content-Length"]))
+        echoed = self.headers.get("Authorization", "")
+        status = type(self).script.pop(0) if type(self).script else 200
+        if status != 200:
+            self.send_response(status, f"Failed for {echoed}")
+            self.end_headers()
+            self.wfile.write(echoed.encode())
+            return
+        payload = json.dumps({"choices": [{"message": {"content": f"1. 这段文字讲了什么内容，密钥 {echoed}\n2. 高铁票价"}}]})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(payload.encode())
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def hostile():
+    _Hostile.script = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def chat_querygen(endpoint: str, cache, **chat) -> object:
+    return querygen({"from_source": "csl", "generator": "chat", "mix": {"sm": 1}, "chat": {
+        "endpoint": endpoint, "model": "m", "api_key_env": "CMTP_TEST_KEY", "cache_dir": str(cache) if cache else None,
+        "requests_per_minute": 6000, "backoff_seconds": 0.01, **chat}})
+
+
+def test_a_key_the_server_echoes_is_scrubbed_from_answers_errors_and_the_cache(hostile, tmp_path, monkeypatch):
+    monkeypatch.setenv("CMTP_TEST_KEY", SECRET)
+    chat = ChatGenerator(hostile, "m", api_key_env="CMTP_TEST_KEY", cache_dir=str(tmp_path / "cache"),
+                         requests_per_minute=6000, max_retries=1, backoff_seconds=0.01)
+    assert chat.generate("高铁是一种高速铁路交通方式。", "kw", 2) == ["这段文字讲了什么内容，密钥 Bearer ***", "高铁票价"]
+    assert all(SECRET not in p.read_text("utf-8") for p in (tmp_path / "cache").glob("*"))
+    _Hostile.script = [500, 500]
+    with pytest.raises(GenerationError) as raised:
+        chat.generate("另一段文字。", "kw", 2)
+    assert str(raised.value) == f"{hostile}/chat/completions: HTTP 500 Failed for Bearer *** after 2 attempts"
+    assert raised.value.status == 500
+
+
+def test_an_endpoint_failing_for_good_makes_the_record_a_generate_reject(hostile, shared_data, monkeypatch):
+    from cmtp.transforms.sources.querygen import GenerationFailed
+
+    monkeypatch.setenv("CMTP_TEST_KEY", SECRET)
+    (record,) = csl_records(shared_data, 1)
+    _Hostile.script = [503, 503]
+    with pytest.raises(GenerationFailed) as raised:
+        chat_querygen(hostile, None, max_retries=1).extract(record)
+    failed = raised.value
+    assert (failed.stage, failed.reason, failed.status) == ("generate", "generation_failed", 503)
+    assert "1 of 1 passages" in failed.detail and "HTTP 503" in failed.detail and SECRET not in failed.detail
+    _Hostile.script = [400]
+    with pytest.raises(GenerationFailed, match="HTTP 400"):  # a 4xx other than 401/403 is not retried
+        chat_querygen(hostile, None, max_retries=3).extract(record)
+    assert not _Hostile.script
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_stops_with_one_line_not_a_reject(hostile, shared_data, monkeypatch, status):
+    from cmtp.transforms.querygen import GenerationAuthError
+
+    monkeypatch.setenv("CMTP_TEST_KEY", SECRET)
+    (record,) = csl_records(shared_data, 1)
+    _Hostile.script = [status]
+    with pytest.raises(GenerationAuthError) as raised:
+        chat_querygen(hostile, None, max_retries=3).extract(record)
+    message = str(raised.value)
+    assert message == f"{hostile}/chat/completions: HTTP {status} Failed for Bearer ***: the endpoint refused the API key"
+    assert not isinstance(raised.value, ExtractError) and raised.value.__cause__ is None
+    monkeypatch.delenv("CMTP_TEST_KEY")
+    with pytest.raises(GenerationAuthError, match="^no API key: set the environment variable CMTP_TEST_KEY$"):
+        chat_querygen(hostile, None).extract(record)
+
+
+def test_auth_failure_finds_the_message_however_the_runner_wraps_it():
+    from cmtp.transforms.querygen import GenerationAuthError, auth_failure
+
+    line = "http://h/v1/chat/completions: HTTP 401 nope: the endpoint refused the API key"
+    in_process = GenerationAuthError(f"{line} [while running 'Extract/ParDo(_Extract)']")
+    try:
+        raise RuntimeError("bundle failed") from in_process
+    except RuntimeError as chained:
+        assert auth_failure(in_process) == auth_failure(chained) == line
+    worker = RuntimeError(f"Traceback (most recent call last):\n  File ...\ncmtp.transforms.querygen.GenerationAuthError: "
+                          f"{line} [while running 'Extract/ParDo(_Extract)']\n")  # multi_processing: the text only
+    assert auth_failure(worker) == line
+    assert auth_failure(GenerationError("HTTP 500")) is None and auth_failure(ValueError("x")) is None
+
+
+def querygen_config(tmp_path, endpoint: str, max_retries: int = 0):
+    config = tmp_path / "qg.yaml"
+    config.write_text(f"""pipeline: unlabeled
+sources:
+  - name: querygen
+    paths: ["{REPO}/data/sample/csl/csl_sample.tsv"]
+    options:
+      from_source: csl
+      from_kinds: [title_abstract]
+      generator: chat
+      mix: {{sm: 1}}
+      chat: {{endpoint: "{endpoint}", model: m, api_key_env: CMTP_TEST_KEY, cache_dir: "{tmp_path / 'cache'}",
+              requests_per_minute: 6000, backoff_seconds: 0.01, max_retries: {max_retries}}}
+dedup: {{exact: {{passage: false}}, near: {{enabled: false}}}}
+scoring: {{enabled: false}}
+""", encoding="utf-8")
+    return config
+
+
+def test_a_run_against_a_hostile_server_keeps_the_key_out_of_every_output(hostile, tmp_path, monkeypatch, capfd):
+    """Failed records are `generate` rejects with the status, the run balances, and the key is nowhere."""
+    import pyarrow.parquet as pq
+
+    from cmtp.pipelines.cli import main
+
+    monkeypatch.setenv("CMTP_TEST_KEY", SECRET)
+    _Hostile.script = [500, 502]  # the first two passages fail (no retries), the others are answered
+    out = tmp_path / "out"
+    assert main(["run", str(querygen_config(tmp_path, hostile)), "--out", str(out)]) == 0
+    printed = capfd.readouterr()
+    assert SECRET not in printed.out + printed.err
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    assert report["balanced"], report["checks"]
+    rejects = [r for r in pq.read_table(out / "rejects").to_pylist() if r["stage"] == "generate"]
+    assert sorted(r["detail"].split("HTTP ")[1][:3] for r in rejects) == ["500", "502"]
+    assert {r["reason"] for r in rejects} == {"generation_failed"}
+    assert report["totals"]["pairs_kept"] > 0
+    stored = [p for p in [*out.rglob("*"), *(tmp_path / "cache").rglob("*")] if p.is_file()]
+    assert stored and all(SECRET.encode() not in p.read_bytes() for p in stored)
+
+
+def test_a_run_whose_key_is_refused_stops_at_once_with_exit_3(hostile, tmp_path, monkeypatch, capfd):
+    from cmtp.pipelines.cli import main
+
+    monkeypatch.setenv("CMTP_TEST_KEY", SECRET)
+    _Hostile.script = [401]
+    assert main(["run", str(querygen_config(tmp_path, hostile, max_retries=3)), "--out", str(tmp_path / "out")]) == 3
+    err = capfd.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("cmtp: error: ") and "HTTP 401" in err
+    assert "Traceback" not in err and SECRET not in err and not _Hostile.script

@@ -71,16 +71,14 @@ def offline(monkeypatch, tmp_path):
     return attempts
 
 
-def dry_run(config: Path, *flags: str, profile: str = "dataflow") -> tuple[apiclient.Job, float]:
+def dry_run(config: Path, *flags: str, profile: str = "dataflow") -> apiclient.Job:
     """`cmtp run CONFIG --profile dataflow --out gs://... FLAGS --dry_run=True`, through cli.run as _run_command
-    calls it; returns the built job and the seconds it took."""
+    calls it; returns the built job."""
     loaded_profile = load_profile(profile)
-    started = time.perf_counter()
     report = run(load_config(str(config), loaded_profile.config), OUT,
                  loaded_profile.args + CLOUD + list(flags) + ["--dry_run=True"])
-    elapsed = time.perf_counter() - started
     assert report["dry_run"] is True and isinstance(report["job"], apiclient.Job)
-    return report["job"], elapsed
+    return report["job"]
 
 
 def environment(job: apiclient.Job):
@@ -108,9 +106,8 @@ def in_repo(monkeypatch):
 
 
 def test_dataflow_dry_run_builds_the_whole_job_offline(offline, in_repo, tmp_path):
-    job, elapsed = dry_run(SAMPLE, "--setup_file=./setup.py", f"--sdk_container_image={IMAGE}")
+    job = dry_run(SAMPLE, "--setup_file=./setup.py", f"--sdk_container_image={IMAGE}")
     assert offline == [], f"the dry run tried the network: {offline}"
-    assert elapsed < 30, f"the dry run took {elapsed:.1f}s"
 
     # the pipeline: every stage of the unlabeled pipeline, one Read per source of the config
     sources = {"wudao", "zhihu", "baike", "news", "csl", "xlsum", "amazon_reviews", "cmrc2018",
@@ -169,7 +166,7 @@ def test_dataflow_dry_run_builds_the_whole_job_offline(offline, in_repo, tmp_pat
 
 
 def test_dataflow_dry_run_of_the_labeled_pipeline(offline):
-    job, _ = dry_run(LABELED)
+    job = dry_run(LABELED)
     assert offline == []
     names = stage_names(job)
     assert {"Judge", "Normalize", "GeneralFilter", "ExactDedup", "DedupPositives", "MineNegatives", "Report",
@@ -183,7 +180,7 @@ def test_dataflow_dry_run_of_the_labeled_pipeline(offline):
 
 
 def test_dataflow_command_line_flags_override_the_profile(offline):
-    job, _ = dry_run(SAMPLE, "--machine_type=g2-standard-16", "--max_num_workers=3", "--region=europe-west4",
+    job = dry_run(SAMPLE, "--machine_type=g2-standard-16", "--max_num_workers=3", "--region=europe-west4",
                      "--experiments=shuffle_mode=service")
     assert offline == []
     dataflow_env = environment(job)
@@ -219,16 +216,13 @@ def test_invalid_dataflow_options_are_refused_before_any_network_call(offline, c
         assert main(["run", str(SAMPLE), "--profile", "dataflow", "--out", OUT, *flags, "--dry_run=True"]) == 0
         assert offline == []
         return
-    started = time.perf_counter()
     code = main(["run", str(SAMPLE), "--profile", "dataflow", "--out", OUT, *flags])
-    elapsed = time.perf_counter() - started
     err = capsys.readouterr().err.strip()
     assert code == 2, err
     assert err.startswith("cmtp: error: invalid Dataflow options: ") and "\n" not in err
     for message in messages:
         assert message in err
-    assert offline == [], f"tried the network before refusing: {offline}"
-    assert elapsed < 5, f"took {elapsed:.1f}s to refuse"
+    assert offline == [], f"tried the network before refusing: {offline}"  # what made refusals take minutes
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -236,13 +230,11 @@ def test_invalid_dataflow_options_are_refused_before_any_network_call(offline, c
     (["--region=us-central1"], "Missing required option: project."),
 ])
 def test_missing_project_or_region_is_refused(offline, capsys, flags, message):
-    started = time.perf_counter()
     code = main(["run", str(SAMPLE), "--out", OUT, "--runner=DataflowRunner",
                  "--temp_location=gs://cmtp-test-bucket/tmp", *flags])
-    elapsed = time.perf_counter() - started
     assert code == 2
     assert capsys.readouterr().err.strip() == f"cmtp: error: invalid Dataflow options: {message}"
-    assert offline == [] and elapsed < 5
+    assert offline == []
 
 
 # --- profiles -------------------------------------------------------------------------------------------

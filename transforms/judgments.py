@@ -17,6 +17,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from cmtp.schemas import LabeledRecord, Pair, Reject, pair_id, record_id
+from cmtp.transforms.extract import extract_reject
 from cmtp.transforms.report import STATS, stat
 from cmtp.transforms.sources import ExtractError, SourceRecord
 from cmtp.transforms.sources.judgments import NEGATIVE, POSITIVE, LabeledSource, Link, Text
@@ -34,11 +35,7 @@ class _Judge(beam.DoFn):
         try:
             judged = self._sources[record.source].judge(role, record)
         except ExtractError as error:
-            Metrics.counter("judge", f"{record.source}.{error.reason}").inc()
-            yield beam.pvalue.TaggedOutput(REJECTS, Reject(
-                id=pair_id(record.source, "extract", record.file, record.position), source=record.source,
-                stage="extract", reason=error.reason, detail=error.detail, file=record.file,
-                position=record.position, text=str(record.fields)[:200]))
+            yield extract_reject(record, error)
             return
         if judged and isinstance(judged[0], Text):
             yield stat(record.source, "texts_parsed", len(judged))

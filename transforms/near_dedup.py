@@ -213,7 +213,7 @@ class _Decide(beam.DoFn):
             yield beam.pvalue.TaggedOutput(REJECTS, Reject(
                 id=pair.id, source=pair.source, stage="dedup", reason="near_duplicate",
                 detail=f"near duplicate of {label[3]}", file=pair.file, position=pair.position,
-                kind=pair.kind, query=pair.query, passage=pair.passage))
+                kind=pair.kind, query=pair.query, passage=pair.passage, survivor=label[3]))
 
 
 class NearDedup(beam.PTransform):

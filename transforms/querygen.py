@@ -11,11 +11,17 @@ Two generators share one interface, `generate(passage, granularity, n) -> [query
   exponential backoff on 429 and 5xx (honouring Retry-After), and answers are cached on disk by a hash of
   (endpoint, model, prompt, passage, n), so a re-run costs nothing. The API key is read from the
   environment variable the config names, sent only in the Authorization header, and never stored: not in
-  the cache, the resolved config, the rows or the report.
+  the cache, the resolved config, the rows or the report. A server that echoes the key gets it replaced by
+  `***` in everything it sent (answers, error reasons) before that is cached, parsed or reported.
+
+Failures: `GenerationError` when the endpoint fails for good (after retries, or a 4xx other than 401/403), with
+the HTTP `status` where there was one; `GenerationAuthError`, its subclass, for a missing key or a 401/403,
+which no other passage would escape, so the querygen source lets it stop the run.
 """
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -26,7 +32,8 @@ import urllib.request
 from pathlib import Path
 from typing import Optional, Protocol
 
-PROMPTS = Path(__file__).resolve().parent.parent / "configs" / "prompts"
+from cmtp.configs import PROMPTS
+
 GRANULARITIES = ("sm", "kw")
 _SENTENCE_END = re.compile(r"(?<=[。！？!?；;])|(?<=\.)\s")
 _CLAUSE = re.compile(r"[，,：:]")
@@ -37,15 +44,6 @@ class Generator(Protocol):
     name: str
 
     def generate(self, passage: str, granularity: str, n: int) -> list[str]: ...
-
-
-def _prompts_dir() -> Path:
-    try:
-        from cmtp import configs
-
-        return Path(configs.__file__).resolve().parent / "prompts"
-    except ImportError:  # pragma: no cover - a source checkout without the package installed
-        return PROMPTS
 
 
 class OfflineGenerator:
@@ -93,7 +91,38 @@ class OfflineGenerator:
 
 
 class GenerationError(RuntimeError):
-    """The endpoint refused or failed for good (after retries); the message never contains the key."""
+    """The endpoint refused or failed for good (after retries); one line that never contains the key."""
+
+    def __init__(self, message: str, status: Optional[int] = None):
+        super().__init__(" ".join(message.split()))
+        self.status = status  # the HTTP status, None for a network failure or a malformed answer
+
+
+class GenerationAuthError(GenerationError):
+    """No key, or the endpoint refused it (401/403): every request would fail the same way, so the run stops."""
+
+
+_RUNNER_SUFFIX = re.compile(r" \[while running '[^']*'\]$")  # what Beam appends to a DoFn's exception
+_QUOTED_AUTH = re.compile(r"^cmtp\.transforms\.querygen\.GenerationAuthError: (.*)$", re.MULTILINE)
+
+
+def auth_failure(error: BaseException) -> Optional[str]:
+    """The one-line message of the GenerationAuthError that `error` is or chains to, or that it quotes (a runner
+    that re-raises a worker's failure as a RuntimeError holding its traceback text); None for any other error."""
+    seen: set[int] = set()
+    cause: Optional[BaseException] = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, GenerationAuthError):
+            return _RUNNER_SUFFIX.sub("", str(cause))
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    quoted = _QUOTED_AUTH.findall(str(error))
+    return _RUNNER_SUFFIX.sub("", quoted[-1]) if quoted else None
+
+
+def scrub(text: str, secret: Optional[str]) -> str:
+    """Text from the server with the key replaced by `***`, so a server that echoes it cannot get it stored."""
+    return text.replace(secret, "***") if secret else text
 
 
 class ChatGenerator:
@@ -111,7 +140,7 @@ class ChatGenerator:
         self._retries, self._backoff, self._timeout = max_retries, backoff_seconds, timeout_seconds
         self._temperature = temperature
         self._lock, self._next = threading.Lock(), 0.0
-        self._prompts = {g: (_prompts_dir() / f"{g}.{language}.txt").read_text("utf-8") for g in GRANULARITIES}
+        self._prompts = {g: (PROMPTS / f"{g}.{language}.txt").read_text("utf-8") for g in GRANULARITIES}
         self.requests = 0  # HTTP requests sent (cache hits send none)
 
     def generate(self, passage: str, granularity: str, n: int) -> list[str]:
@@ -120,7 +149,7 @@ class ChatGenerator:
                                         ensure_ascii=False).encode("utf-8")).hexdigest()
         cached = self._cache / f"{key}.json" if self._cache else None
         if cached is not None and cached.is_file():
-            text = json.loads(cached.read_text("utf-8"))["text"]
+            text = scrub(json.loads(cached.read_text("utf-8"))["text"], os.environ.get(self._key_env))
         else:
             text = self._complete(prompt)
             if cached is not None:
@@ -141,7 +170,7 @@ class ChatGenerator:
     def _complete(self, prompt: str) -> str:
         key = os.environ.get(self._key_env)
         if not key:
-            raise GenerationError(f"no API key: set the environment variable {self._key_env}")
+            raise GenerationAuthError(f"no API key: set the environment variable {self._key_env}")
         body = json.dumps({"model": self._model, "temperature": self._temperature,
                            "messages": [{"role": "user", "content": prompt}]}).encode("utf-8")
         for attempt in range(self._retries + 1):
@@ -152,20 +181,41 @@ class ChatGenerator:
             try:
                 with urllib.request.urlopen(request, timeout=self._timeout) as response:
                     payload = json.loads(response.read().decode("utf-8"))
-                return payload["choices"][0]["message"]["content"]
+                return scrub(_content(payload), key)
             except urllib.error.HTTPError as error:
-                retryable = error.code == 429 or error.code >= 500
-                if not retryable or attempt == self._retries:
-                    raise GenerationError(f"{self._url}: HTTP {error.code} {error.reason}") from None
+                _refused(error, self._url, key, attempt + 1 if attempt == self._retries else None)
                 delay = _retry_after(error) or self._backoff * 2 ** attempt
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as error:
                 if attempt == self._retries:
-                    raise GenerationError(f"{self._url}: {getattr(error, 'reason', error)}") from None
+                    raise GenerationError(scrub(f"{self._url}: {getattr(error, 'reason', error)} after "
+                                                f"{attempt + 1} attempts", key)) from None
                 delay = self._backoff * 2 ** attempt
-            except (KeyError, IndexError, json.JSONDecodeError) as error:
-                raise GenerationError(f"{self._url}: not a chat-completions answer ({error!r})") from None
+            except (KeyError, IndexError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise GenerationError(scrub(f"{self._url}: not a chat-completions answer "
+                                            f"({type(error).__name__}: {error})", key)) from None
             time.sleep(delay)
         raise AssertionError("unreachable")
+
+
+def _content(payload: object) -> str:
+    """The answer's text; TypeError/KeyError/IndexError when the payload is not a chat-completions answer."""
+    content = payload["choices"][0]["message"]["content"]  # type: ignore[index]
+    if not isinstance(content, str):
+        raise TypeError(f"content is {type(content).__name__}, not text")
+    return content
+
+
+def _refused(error: urllib.error.HTTPError, url: str, key: str, attempts: Optional[int]) -> None:
+    """Raise for an HTTP error that is final: 401/403 (GenerationAuthError), another 4xx, or a 429/5xx after the
+    last of `attempts` (None: attempts are left); return for one worth retrying. The server's reason phrase is
+    scrubbed of the key."""
+    message = scrub(f"{url}: HTTP {error.code} {error.reason}", key)
+    if error.code in (401, 403):
+        raise GenerationAuthError(f"{message}: the endpoint refused the API key", error.code) from None
+    if not (error.code == 429 or error.code >= 500):
+        raise GenerationError(message, error.code) from None
+    if attempts is not None:
+        raise GenerationError(f"{message} after {attempts} attempts", error.code) from None
 
 
 def _retry_after(error: urllib.error.HTTPError) -> Optional[float]:

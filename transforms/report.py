@@ -2,7 +2,8 @@
 
 Readers and the extractor state what they produced (`records_read` per file, `pairs_made` per
 record); the report counts again what arrived downstream (records parsed, pairs, kept rows, reject
-rows) and checks the two ledgers agree. A runner that loses rows fails the check instead of
+rows) and checks the two ledgers agree, and that the shards really hold those rows (their footers
+read back after the write) with no id twice. A runner that loses rows fails the check instead of
 producing a smaller dataset quietly.
 """
 from __future__ import annotations
@@ -51,6 +52,25 @@ def _per_source_rows(per_source: dict, fields: tuple[str, ...], histogram: str, 
     return sources, totals, dropped
 
 
+def _ledger_field(stage: str, dropped: str) -> str:
+    """The ledger column a reject of `stage` counts in: records that gave no pair (read; extract and generate,
+    a record whose queries could not be generated) or pairs dropped by a cleaning stage."""
+    return "read_rejects" if stage == "read" else "extract_rejects" if stage in ("extract", "generate") else dropped
+
+
+def _written_checks(counters: dict[str, int], kept: tuple[str, int], rejects: tuple[str, int],
+                    unique_ids: bool = True) -> dict[str, bool]:
+    """The data as written against the ledger: no id twice (where the run promises unique ids), and as many rows
+    in the shards (read back from their footers after the write) as the ledger kept and rejected. `kept` and
+    `rejects` are (what, how many)."""
+    checks = {"no id repeated in the written data": counters["repeated_ids"] == 0} if unique_ids else {}
+    return {
+        **checks,
+        f"rows_written == {kept[0]}": counters["rows_written"] == kept[1],
+        f"reject_rows_written == {rejects[0]}": counters["reject_rows_written"] == rejects[1],
+    }
+
+
 def assemble(counts: Iterable[tuple[tuple[str, str, str, str], int]], header: dict[str, Any]) -> dict[str, Any]:
     """The report dict from the summed counts; `checks` holds each balance and whether it holds."""
     per_source: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
@@ -62,7 +82,7 @@ def assemble(counts: Iterable[tuple[tuple[str, str, str, str], int]], header: di
         entry = per_source[source]
         if name == "reject":
             entry.setdefault("dropped", defaultdict(lambda: defaultdict(int)))[stage][reason] += n
-            entry["read_rejects" if stage == "read" else "extract_rejects" if stage == "extract" else "pairs_dropped"] += n
+            entry[_ledger_field(stage, "pairs_dropped")] += n
         elif name == "score":
             entry.setdefault("score_histogram", defaultdict(int))[stage] += n
         elif ":" in name:  # a tally by type: "pii_masked:phone", "flagged:passage_flagged_abuse"
@@ -83,6 +103,11 @@ def assemble(counts: Iterable[tuple[tuple[str, str, str, str], int]], header: di
             t["records_parsed"] == t["extract_rejects"] + t["records_with_pairs"],
         "pairs_extracted == pairs made by extractors": t["pairs_extracted"] == t["pairs_made"],
         "pairs_extracted == pairs_kept + pairs_dropped": t["pairs_extracted"] == t["pairs_kept"] + t["pairs_dropped"],
+        **_written_checks(run_counters, ("pairs_kept", t["pairs_kept"]),
+                          ("read_rejects + extract_rejects + pairs_dropped",
+                           t["read_rejects"] + t["extract_rejects"] + t["pairs_dropped"]),
+                          # an id is a hash of the pair's content: copies share it unless exact pair dedup is on
+                          unique_ids=header.get("exact_pair_dedup", True)),
     }
     for source, row in sources.items():
         checks[f"{source}: records and pairs balance"] = (
@@ -118,8 +143,7 @@ def assemble_labeled(counts: Iterable[tuple[tuple[str, str, str, str], int]], he
         elif name == "reject":
             entry = per_source[source]
             entry.setdefault("dropped", defaultdict(lambda: defaultdict(int)))[stage][reason] += n
-            entry["read_rejects" if stage == "read" else "extract_rejects" if stage == "extract"
-                  else "judgments_dropped"] += n
+            entry[_ledger_field(stage, "judgments_dropped")] += n
         elif name == "mined_score":
             per_source[source].setdefault("mined_score_histogram", defaultdict(int))[stage] += n
         else:
@@ -133,6 +157,9 @@ def assemble_labeled(counts: Iterable[tuple[tuple[str, str, str, str], int]], he
         "judgments_extracted == judgments made by readers": t["judgments_extracted"] == t["judgments_made"],
         "judgments_extracted == judgments_kept + judgments_dropped":
             t["judgments_extracted"] == t["judgments_kept"] + t["judgments_dropped"],
+        **_written_checks(run_counters, ("records_kept", t["records_kept"]),
+                          ("read_rejects + extract_rejects + judgments_dropped",
+                           t["read_rejects"] + t["extract_rejects"] + t["judgments_dropped"])),
     }
     for source, row in sources.items():
         checks[f"{source}: rows and judgments balance"] = (
@@ -175,13 +202,25 @@ class WriteLabeledReport(beam.PTransform):
             _counted(streams["judgments"], "Judgments", lambda j: [(("judgments_extracted", j.source, "", ""), 1)]),
             _counted(streams["kept"], "Kept", record_keys),
             _counted(streams["rejects"], "Rejects", lambda r: [(("reject", r.source, r.stage, r.reason), 1)]),
+            _repeated_ids(streams["kept"]),
         )
+        return events | _Written(assemble_labeled, self._header, self._path)
+
+
+class _Written(beam.PTransform):
+    """Per-stream counts -> summed -> one report dict by `assemble` -> written as JSON to `path`."""
+
+    def __init__(self, assemble_fn, header: dict[str, Any], path: str):
+        super().__init__()
+        self._assemble, self._header, self._path = assemble_fn, header, path
+
+    def expand(self, events):
         return (
             events
             | "AllCounts" >> beam.Flatten()
             | "Sum" >> beam.CombinePerKey(sum)
             | "Gather" >> beam.combiners.ToList()
-            | "Assemble" >> beam.Map(assemble_labeled, self._header)
+            | "Assemble" >> beam.Map(self._assemble, self._header)
             | "Write" >> beam.Map(_write_json, self._path)
         )
 
@@ -189,6 +228,18 @@ class WriteLabeledReport(beam.PTransform):
 def _counted(rows: beam.PCollection, label: str, keys) -> beam.PCollection:
     """(key, n) for the keys `keys(row)` gives over `rows`, summed per key before it meets any other stream."""
     return rows | f"{label}Keys" >> beam.FlatMap(keys) | f"Sum{label}" >> beam.CombinePerKey(sum)
+
+
+def _repeated_ids(rows: beam.PCollection) -> beam.PCollection:
+    """(("repeated_ids", "", "", ""), n): how many ids more than one kept row carries (a run counter, 0 when none)."""
+    return (
+        rows
+        | "KeptIds" >> beam.Map(lambda row: (row.id, 1))
+        | "RowsPerId" >> beam.CombinePerKey(sum)
+        | "Repeated" >> beam.Map(lambda id_rows: int(id_rows[1] > 1))
+        | "CountRepeated" >> beam.CombineGlobally(sum)
+        | "RepeatedIds" >> beam.Map(lambda n: (("repeated_ids", "", "", ""), n))
+    )
 
 
 def _write_json(report: dict[str, Any], path: str) -> None:
@@ -227,12 +278,6 @@ class WriteReport(beam.PTransform):
             _counted(streams["kept"], "KeptScores", score_keys),
             _counted(streams["rejects"], "RejectScores", score_keys),
             _counted(streams["kept"], "Flags", flag_keys),
+            _repeated_ids(streams["kept"]),
         )
-        return (
-            events
-            | "AllCounts" >> beam.Flatten()
-            | "Sum" >> beam.CombinePerKey(sum)
-            | "Gather" >> beam.combiners.ToList()
-            | "Assemble" >> beam.Map(assemble, self._header)
-            | "Write" >> beam.Map(_write_json, self._path)
-        )
+        return events | _Written(assemble, self._header, self._path)

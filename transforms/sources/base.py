@@ -26,7 +26,10 @@ class SourceRecord(NamedTuple):
 
 
 class ExtractError(Exception):
-    """A record that yields no pair: `reason` is machine-readable, `detail` says what was found."""
+    """A record that yields no pair: `reason` is machine-readable, `detail` says what was found; `stage` is the
+    reject's stage (a subclass may name its own, as query generation does)."""
+
+    stage: ClassVar[str] = "extract"
 
     def __init__(self, reason: str, detail: str):
         super().__init__(f"{reason}: {detail}")
@@ -88,6 +91,11 @@ class Source:
     def extract(self, record: SourceRecord) -> list[Pair]:
         """The pairs the record gives (of any kind); raises ExtractError when it cannot give one."""
         raise NotImplementedError
+
+    def check(self, record: SourceRecord) -> list[Pair]:
+        """What the up-front layout check runs on a file's first records: `extract`, unless that is expensive
+        (querygen checks its inner source's extraction and generates nothing)."""
+        return self.extract(record)
 
     def extract_enabled(self, record: SourceRecord) -> Extracted:
         """The record's pairs of the enabled kinds, at most max_pairs_per_record; ExtractError when none."""

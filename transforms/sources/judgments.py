@@ -120,6 +120,8 @@ class RoleView:
     def extract(self, record: SourceRecord) -> list[Judged]:
         return self.source.judge(self.role, record)
 
+    check = extract
+
 
 def field_list(fields: Any, count: int, what: str) -> list[str]:
     """A tsv row's fields, exactly `count` of them, stripped; otherwise a `wrong_column_count` ExtractError."""

@@ -10,6 +10,11 @@ Leakage: with `leakage.eval_data` (a CapRetrieval-layout folder, or any JSON lin
 whose character n-gram Jaccard with an evaluation text reaches `leakage.threshold` is not used (the
 CapRetrieval paper drops training captions too similar to test captions); a record whose passages all
 leak is a reject `leaks_eval_set` naming the closest evaluation text.
+
+Failed generation: a record any of whose passages the endpoint failed for (after retries, or a 4xx) is a
+reject of stage `generate`, reason `generation_failed`, with the HTTP status; its other passages' answers are
+cached, so a re-run asks only for the failed ones. A missing or refused API key (`GenerationAuthError`) is not
+a record's fault: it stops the run.
 """
 from __future__ import annotations
 
@@ -18,9 +23,10 @@ import os
 from collections import defaultdict
 from typing import IO, Any, Iterator, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cmtp.schemas import Pair, pair_id
+from cmtp.transforms.querygen import GenerationAuthError, GenerationError
 from cmtp.transforms.sources.base import (
     REGISTRY,
     ExtractError,
@@ -63,6 +69,24 @@ class QueryGenOptions(SourceOptions):
     mix: dict[Literal["sm", "kw"], int] = {"sm": 1, "kw": 1}  # queries per passage of each granularity
     chat: Optional[ChatOptions] = None
     leakage: Optional[LeakageOptions] = None
+
+    @field_validator("mix")
+    @classmethod
+    def _asks_something(cls, mix: dict[str, int]) -> dict[str, int]:
+        """A mix asking no query would turn every record into a reject."""
+        if not any(count > 0 for count in mix.values()):
+            raise ValueError("ask at least one query, e.g. {sm: 1, kw: 1}")
+        return mix
+
+
+class GenerationFailed(ExtractError):
+    """A record the generator failed for: a reject of stage `generate` (not `extract`), with the HTTP status."""
+
+    stage = "generate"
+
+    def __init__(self, error: Exception, failed: int, passages: int):
+        super().__init__("generation_failed", f"{failed} of {passages} passages: {error}")
+        self.status = getattr(error, "status", None)
 
 
 class _LeakIndex:
@@ -158,6 +182,20 @@ class QueryGen(Source):
             self._generator = load_generator(options.generator, settings)
         return self._generator
 
+    def _generated(self, record: SourceRecord, passage: str) -> list[Pair]:
+        """The passage's pairs, each granularity of the mix; GenerationError when the generator fails."""
+        generator = self.generator()
+        pairs = []
+        for granularity, count in self.options.mix.items():
+            if count <= 0:
+                continue
+            kind = f"generated_{granularity}"
+            for query in generator.generate(passage, granularity, count):
+                pairs.append(Pair(id=pair_id(self.name, kind, query, passage), query=query, passage=passage,
+                                  source=self.name, kind=kind, file=record.file, position=record.position,
+                                  generator=generator.name))
+        return pairs
+
     def _leak_index(self) -> Optional[_LeakIndex]:
         leakage = self.options.leakage
         if leakage and self._leaks is None:
@@ -182,17 +220,16 @@ class QueryGen(Source):
                 _, jaccard, closest = max(leaked, key=lambda item: item[1])
                 raise ExtractError("leaks_eval_set", f"n-gram Jaccard {jaccard:.2f} with evaluation text {closest}")
             raise ExtractError("no_passage", "the record gives no passage")
-        generator = self.generator()
-        pairs = []
+        pairs, failures = [], []
         for passage in passages:
-            for granularity, count in self.options.mix.items():
-                if count <= 0:
-                    continue
-                for query in generator.generate(passage, granularity, count):
-                    kind = f"generated_{granularity}"
-                    pairs.append(Pair(id=pair_id(self.name, kind, query, passage), query=query, passage=passage,
-                                      source=self.name, kind=kind, file=record.file, position=record.position,
-                                      generator=generator.name))
+            try:
+                pairs += self._generated(record, passage)
+            except GenerationAuthError:
+                raise
+            except GenerationError as error:
+                failures.append(error)
+        if failures:
+            raise GenerationFailed(failures[-1], len(failures), len(passages))
         if not pairs:
             raise ExtractError("no_query_generated", f"the generator wrote no query for {len(passages)} passages")
         return pairs
