@@ -31,12 +31,17 @@ def test_corrupt_gzip_is_one_unreadable_reject_and_the_run_goes_on(tmp_path):
 
 def test_file_in_another_layout_names_what_the_source_expects(tmp_path):
     (tmp_path / "cmrc.json").write_text('{"version": "v1", "articles": []}', encoding="utf-8")
-    (tmp_path / "broken.json").write_text('{"data": [', encoding="utf-8")
-    out = read("cmrc2018", [tmp_path / "cmrc.json", tmp_path / "broken.json"])
+    (tmp_path / "broken.json").write_text('{"data": [{"paragraphs": []}], "version": x}', encoding="utf-8")
+    (tmp_path / "cut.json").write_text('{"data": [', encoding="utf-8")
+    out = read("cmrc2018", [tmp_path / "cmrc.json", tmp_path / "broken.json", tmp_path / "cut.json"])
     reasons = sorted((r.file.rsplit("/", 1)[1], r.reason) for r in out["rejects"])
-    assert reasons == [("broken.json", "unexpected_layout"), ("cmrc.json", "unexpected_layout")]
-    assert all("cmrc2018 expects SQuAD JSON" in r.detail for r in out["rejects"])
-    assert any("line 1 column 11" in r.detail for r in out["rejects"])
+    assert reasons == [("broken.json", "unexpected_layout"), ("cmrc.json", "unexpected_layout"),
+                       ("cut.json", "truncated")]
+    layout = [r for r in out["rejects"] if r.reason == "unexpected_layout"]
+    assert all("cmrc2018 expects SQuAD JSON" in r.detail for r in layout)
+    assert any("line 1 column 43" in r.detail for r in layout)
+    (cut,) = [r for r in out["rejects"] if r.reason == "truncated"]
+    assert cut.position == "document" and "byte 10" in cut.detail and "line 1 column 11" in cut.detail
 
 
 def test_extract_rejects_records_without_a_pair_and_counts_what_it_made():
@@ -57,20 +62,44 @@ def _news_lines(n: int) -> bytes:
                    + "\n" for i in range(n)).encode("utf-8")
 
 
-def test_truncated_gz_and_zst_keep_the_records_before_the_cut_and_say_so(tmp_path):
-    import gzip as gz
+def _decompressible(packed: bytes, gzip_framed: bool) -> bytes:
+    """What of a cut .gz or .zst decompresses."""
+    import zlib
+
+    import zstandard
+
+    if gzip_framed:
+        return zlib.decompressobj(wbits=31).decompress(packed)
+    return zstandard.ZstdDecompressor().decompressobj().decompress(packed)
+
+
+def test_truncated_gz_and_zst_keep_every_record_before_the_cut_and_reject_the_cut_one(tmp_path):
+    import gzip
 
     import zstandard
 
     data = _news_lines(3000)
-    for name, packed in (("cut.json.gz", gz.compress(data)), ("cut.json.zst", zstandard.ZstdCompressor().compress(data))):
+    for name, packed in (("cut.json.gz", gzip.compress(data)), ("cut.json.zst", zstandard.ZstdCompressor().compress(data))):
         (tmp_path / name).write_bytes(packed[: len(packed) // 2])
+        readable = _decompressible(packed[: len(packed) // 2], name.endswith(".gz"))
         out = read("news", [tmp_path / name])
-        unreadable = [r for r in out["rejects"] if r.reason == "unreadable"]
-        assert len(unreadable) == 1 and unreadable[0].position == "file", name
-        assert "EOFError" in unreadable[0].detail
-        assert 0 < len(out["records"]) < 3000
+        (reject,) = out["rejects"]
+        complete = readable.count(b"\n")
+        assert (reject.reason, reject.position) == ("truncated", f"line {complete + 1}"), name
+        assert "EOFError" in reject.detail and f"byte {len(readable)}" in reject.detail
+        assert len(out["records"]) == complete
         assert sum(n for _, n in out["stats"]) == len(out["records"]) + len(out["rejects"])
+
+
+def test_a_gz_cut_between_lines_keeps_every_line_and_is_one_unreadable_reject(tmp_path):
+    import zlib
+
+    packer = zlib.compressobj(wbits=31)  # gzip framing; the sync flush ends the bytes right after the last line
+    (tmp_path / "cut.json.gz").write_bytes(packer.compress(_news_lines(100)) + packer.flush(zlib.Z_SYNC_FLUSH))
+    out = read("news", [tmp_path / "cut.json.gz"])
+    assert len(out["records"]) == 100
+    (reject,) = out["rejects"]
+    assert (reject.reason, reject.position) == ("unreadable", "file") and "EOFError" in reject.detail
 
 
 def test_an_empty_file_is_one_no_records_reject(tmp_path):
@@ -86,7 +115,7 @@ def test_bom_file_reads_its_first_record(tmp_path):
     assert [r.fields["news_id"] for r in out["records"]] == ["0", "1"] and not out["rejects"]
 
 
-def test_wrong_layout_files_are_found_before_the_run():
+def test_wrong_layout_files_are_found_before_the_run(tmp_path):
     from cmtp.transforms.read import check_layout
 
     assert check_layout(REGISTRY["csl"](), str(SAMPLE / "csl" / "csl_sample.tsv")) is None
@@ -99,9 +128,9 @@ def test_wrong_layout_files_are_found_before_the_run():
     problem = check_layout(REGISTRY["wudao"](), str(SAMPLE / "csl" / "csl_sample.tsv"))
     assert problem.startswith("expected a JSON array")
     assert check_layout(REGISTRY["zhihu"](), str(SAMPLE / "zhihu" / "zhihu_kol_sample.parquet")) is None
-    problem = check_layout(REGISTRY["zhihu"](), str(SAMPLE / "news" / "news2016zh_sample.json.gz").replace(
-        "news2016zh_sample.json.gz", "x.parquet"))
-    assert problem is not None
+    (tmp_path / "x.parquet").write_bytes((SAMPLE / "csl" / "csl_sample.tsv").read_bytes())
+    assert check_layout(REGISTRY["zhihu"](), str(tmp_path / "x.parquet")).startswith("not a Parquet file")
+    assert check_layout(REGISTRY["zhihu"](), str(tmp_path / "missing.parquet")) is None  # a read reject instead
 
 
 def test_similar_questions_chain_questions_that_share_an_answer():
@@ -124,3 +153,24 @@ def test_similar_questions_chain_questions_that_share_an_answer():
                           ("谢谢1", "谢谢2"), ("谢谢2", "谢谢3")])
     assert all(p.kind == "similar_question" and "," in p.origin_id for p in out["pairs"])
     assert sum(n for _, n in out["stats"]) == 4
+
+
+def test_a_cmrc_document_is_decoded_as_a_whole_and_a_bad_question_costs_only_itself(tmp_path):
+    import json
+
+    def document(contexts: list[str]) -> str:
+        paragraphs = [{"context": c, "qas": [{"id": str(i), "question": f"第{i}个问题是什么？"}]} for i, c in enumerate(contexts)]
+        return json.dumps({"data": [{"paragraphs": paragraphs}]}, ensure_ascii=False)
+
+    (tmp_path / "gb.json").write_bytes(document(["嘰嘰喳喳的上下文", "第二段上下文"]).encode("gb18030"))
+    bad = document(["第一段上下文", "坏字节的上下文", "第三段上下文"]).replace("第三段", "第三段\\ud800")  # a JSON escape
+    (tmp_path / "bad.json").write_bytes(bad.encode("utf-8").replace("坏".encode("utf-8"), b"\xff\xfe\xfd"))
+    (tmp_path / "empty.json").write_bytes(b"")
+    (tmp_path / "quote.json").write_bytes(document(["上下文"]).encode("utf-8").replace(b'"context"', b'\xff\xfe"', 1))
+    out = read("cmrc2018", [tmp_path / "gb.json", tmp_path / "bad.json", tmp_path / "empty.json", tmp_path / "quote.json"])
+    assert sorted((r.file.rsplit("/", 1)[1], r.fields["context"]) for r in out["records"]) == [
+        ("bad.json", "第一段上下文"), ("gb.json", "嘰嘰喳喳的上下文"), ("gb.json", "第二段上下文")]
+    assert sorted((r.file.rsplit("/", 1)[1], r.position, r.reason) for r in out["rejects"]) == [
+        ("bad.json", "data[0].paragraphs[1].qas[0]", "undecodable"),
+        ("bad.json", "data[0].paragraphs[2].qas[0]", "undecodable"), ("empty.json", "file", "no_records"),
+        ("quote.json", "document", "undecodable")]  # a bad byte took a quote's place: the document cannot parse

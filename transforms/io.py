@@ -1,13 +1,17 @@
-"""Opening input files (plain, .gz, .zst, single-file .zip; UTF-8 with or without BOM, or GB18030) and writing Parquet shards."""
+"""Opening input files (plain, .gz, .zst, single-file .zip) and writing Parquet shards. Text is decoded line by line
+or record by record, never per file: UTF-8 (a BOM is dropped), else GB18030, else the line is a located reject."""
 from __future__ import annotations
 
 import codecs
+import fnmatch
 import glob
 import gzip
 import io
 import os
+import re
 import zipfile
-from typing import IO, Iterator, NamedTuple
+import zlib
+from typing import IO, Any, Iterator, NamedTuple, Optional
 
 import apache_beam as beam
 import pyarrow as pa
@@ -15,32 +19,129 @@ import zstandard
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-_SNIFF_BYTES = 1 << 16
+_BUFFER_BYTES = 1 << 16
+_STREAM_ERRORS = (OSError, EOFError, zlib.error, zstandard.ZstdError, zipfile.BadZipFile)
+_ESCAPED = re.compile("[\udc80-\udcff]")  # an undecodable byte, kept by the surrogateescape error handler
+_SURROGATE = re.compile("[\ud800-\udfff]")  # half a character: no UTF-8 text holds one
 
 
 def expand_paths(pattern: str) -> list[str]:
-    """The files a path or glob names, sorted; works for local paths and any Beam filesystem (gs://, s3://)."""
+    """The files a path or glob names, sorted, with any folder the glob could not list (the reader rejects it by
+    name: glob alone skips it in silence); works for local paths and any Beam filesystem (gs://, s3://)."""
     if FileSystems.get_scheme(pattern) is None:  # local: glob handles ** and gives a stable order
-        return sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+        files = [p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
+        return sorted(files + unlistable_folders(pattern))
     (result,) = FileSystems.match([pattern])
     return sorted(m.path for m in result.metadata_list)
 
 
-def open_binary(path: str) -> IO[bytes]:
+def unlistable_folders(pattern: str) -> list[str]:
+    """The folders a local glob has to list to match `pattern` but cannot (no permission, an I/O error)."""
+    parts = pattern.split(os.sep)
+    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    if fixed == len(parts):  # a plain path: nothing to list
+        return []
+    root, wild = os.sep.join(parts[:fixed]) or (os.sep if pattern.startswith(os.sep) else os.curdir), parts[fixed:]
+    failed: list[str] = []
+
+    def note(error: OSError) -> None:
+        if not isinstance(error, (FileNotFoundError, NotADirectoryError)):
+            failed.append(error.filename)
+
+    for folder, subfolders, _ in os.walk(root, onerror=note):
+        below = [] if folder == root else os.path.relpath(folder, root).split(os.sep)
+        subfolders[:] = [name for name in subfolders if _glob_lists(below + [name], wild)]
+    return failed
+
+
+def _glob_lists(folder: list[str], wild: list[str]) -> bool:
+    """Whether glob, matching the wildcard components `wild`, lists `folder` (its components below the root)."""
+    if not folder:
+        return bool(wild)
+    if not wild:
+        return False
+    if wild[0] == "**":  # any number of folders, hidden ones excepted (as glob does)
+        return _glob_lists(folder, wild[1:]) or (not folder[0].startswith(".") and _glob_lists(folder[1:], wild))
+    hidden_ok = not folder[0].startswith(".") or wild[0].startswith(".")
+    return hidden_ok and fnmatch.fnmatchcase(folder[0], wild[0]) and _glob_lists(folder[1:], wild[1:])
+
+
+def open_binary(path: str) -> Input:
     """A buffered, decompressed byte stream of the file; the compression is told by the suffix."""
     raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     if path.endswith(".gz"):
-        return io.BufferedReader(gzip.GzipFile(fileobj=raw), _SNIFF_BYTES)
-    if path.endswith(".zst"):
-        return io.BufferedReader(_ZstdReader(raw), _SNIFF_BYTES)
-    if path.endswith(".zip"):  # cMedQA-v2 and others publish one file per archive
+        inner: IO[bytes] = gzip.GzipFile(fileobj=raw)
+    elif path.endswith(".zst"):
+        inner = _ZstdReader(raw)
+    elif path.endswith(".zip"):  # cMedQA-v2 and others publish one file per archive
         archive = zipfile.ZipFile(raw)
         members = [info for info in archive.infolist() if not info.is_dir()]
         if len(members) != 1:
             raise OSError(f"expected a zip archive holding one file, found {len(members)}: "
                           f"{', '.join(m.filename for m in members[:5])}")
-        return io.BufferedReader(archive.open(members[0]), _SNIFF_BYTES)
-    return io.BufferedReader(raw, _SNIFF_BYTES)
+        inner = archive.open(members[0])
+    else:
+        inner = raw
+    return Input(_UntilFailure(inner), _BUFFER_BYTES)
+
+
+class _UntilFailure(io.RawIOBase):
+    """A stream's bytes up to where reading it fails (a .gz or .zst cut short, a corrupt block): the failure ends
+    it like an end of file and is kept, so nothing read or decompressed before it is lost."""
+
+    def __init__(self, inner: IO[bytes]):
+        super().__init__()
+        self._inner = inner
+        self._read = getattr(inner, "read1", inner.read)  # read1: one step at a time, so a failure costs nothing
+        self.failure: Optional[str] = None
+        self.delivered = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:  # Parquet seeks
+        return self._inner.seekable()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._inner.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._inner.tell()
+
+    def readinto(self, buffer) -> int:
+        if self.failure is not None:
+            return 0
+        try:
+            data = self._read(len(buffer))
+        except _STREAM_ERRORS as error:
+            self.failure = f"{type(error).__name__}: {error}"
+            return 0
+        buffer[:len(data)] = data
+        self.delivered += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
+
+
+class Input(io.BufferedReader):
+    """A file's bytes, decompressed and buffered; they end early where reading failed, and `failure` says why."""
+
+    @property
+    def failure(self) -> Optional[str]:
+        """Why the bytes ended before the file did (e.g. "EOFError: Compressed file ended ..."); None if they did not."""
+        return self.raw.failure
+
+    @property
+    def delivered(self) -> int:
+        """How many (decompressed) bytes were read."""
+        return self.raw.delivered
+
+
+def failure_of(stream: IO[bytes]) -> Optional[str]:
+    """The reading failure that ended the stream early; None for a whole file, or a stream that is not an `Input`."""
+    return getattr(stream, "failure", None)
 
 
 class _ZstdReader(io.RawIOBase):
@@ -91,40 +192,98 @@ def logical_name(path: str) -> str:
     return path
 
 
-def sniff_encoding(head: bytes) -> str:
-    """utf-8-sig for a BOM; utf-8 when the head is UTF-8 but for a few bad bytes (those lines are rejected
-    later, one by one); gb18030 (older Chinese dumps) when most of it is not UTF-8."""
-    if head.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    decoded = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(head, final=False)
-    bad = decoded.count("\ufffd")
-    return "utf-8" if bad <= 0.01 * max(len(decoded), 1) else "gb18030"
+def decode(raw: bytes) -> Optional[str]:
+    """The bytes as UTF-8; else as GB18030 (older Chinese dumps) when they are that and not UTF-8 with a few bad
+    bytes (whose GB18030 reading would be mojibake); None when they are neither."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _not_utf8(raw)
+
+
+def _not_utf8(raw: bytes) -> Optional[str]:
+    """Bytes that are not UTF-8 as GB18030, or None (see `decode`)."""
+    try:
+        text = raw.decode("gb18030")
+    except UnicodeDecodeError:
+        return None
+    return None if _damaged_utf8(raw) else text
+
+
+def _damaged_utf8(raw: bytes) -> bool:
+    """Whether at least half the bytes' non-ASCII characters are well-formed UTF-8: damaged UTF-8, not GB18030
+    (GB18030 text forms a UTF-8 character only now and then, by chance)."""
+    view = raw.decode("utf-8", "replace")
+    bad = view.count("\ufffd")
+    wide = len(view) - len(view.encode("ascii", "ignore"))
+    return wide - bad >= bad
+
+
+def first_bad_byte(raw: bytes) -> int:
+    """The offset of the first byte that is not UTF-8 (0 when all are)."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return error.start
+    return 0
+
+
+def has_escapes(text: str, start: int = 0, end: Optional[int] = None) -> bool:
+    """Whether the text, decoded with surrogateescape, holds undecodable bytes (in text[start:end])."""
+    return _ESCAPED.search(text, start, len(text) if end is None else end) is not None
+
+
+def holds_surrogates(value: Any) -> bool:
+    """Whether any string in a parsed JSON value (keys included) holds a lone surrogate, e.g. from a `\\ud800`
+    escape without its pair: text that cannot be written as UTF-8."""
+    stack = [value]
+    while stack:  # no recursion: the value may be as deep as the parser allowed
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def redecode(texts: list[str]) -> Optional[list[str]]:
+    """Texts of one record, decoded as UTF-8 with surrogateescape, re-read as that record's encoding: unchanged when
+    they are UTF-8, each read as GB18030 when their bytes together are GB18030, None when neither."""
+    if not any(has_escapes(text) for text in texts):
+        return texts
+    raw = [text.encode("utf-8", "surrogateescape") for text in texts]
+    if decode(b"\n".join(raw)) is None:
+        return None
+    return [part.decode("gb18030") for part in raw]
 
 
 class Line(NamedTuple):
     number: int  # 1-based
-    text: str | None  # None when the bytes do not decode in the file's encoding
+    text: Optional[str]  # None when the bytes are neither UTF-8 nor GB18030
     raw: bytes
+    offset: int  # where the line starts, in bytes of the (decompressed) file
+    cut: bool  # the file's bytes end inside this line: it is truncated
 
 
-def iter_lines(stream: IO[bytes]) -> Iterator[Line]:
-    """The file's lines without line endings, each decoded on its own so one bad line cannot sink the file."""
-    encoding = sniff_encoding(stream.peek(_SNIFF_BYTES)[:_SNIFF_BYTES])
+def iter_lines(stream: IO[bytes], keep_ends: bool = False) -> Iterator[Line]:
+    """The file's lines (without their endings unless asked), each decoded on its own so one bad line cannot sink
+    the file; the last is marked `cut` when reading failed inside it (a .gz or .zst cut short)."""
+    offset = 0
     for number, raw in enumerate(stream, start=1):
-        if number == 1 and encoding == "utf-8-sig":
-            raw = raw[len(codecs.BOM_UTF8):] if raw.startswith(codecs.BOM_UTF8) else raw
-        body = raw.rstrip(b"\r\n")
-        try:
-            text = body.decode("gb18030" if encoding == "gb18030" else "utf-8")
+        start, offset = offset, offset + len(raw)
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw, start = raw[len(codecs.BOM_UTF8):], start + len(codecs.BOM_UTF8)
+        cut = not raw.endswith(b"\n") and failure_of(stream) is not None
+        body = raw if keep_ends else raw.rstrip(b"\r\n")
+        try:  # decode(body), without a call for the common case
+            text = body.decode("utf-8")
         except UnicodeDecodeError:
-            text = None
-        yield Line(number, text, body)
-
-
-def open_text(stream: IO[bytes]) -> IO[str]:
-    """A text stream over the bytes, in the sniffed encoding; an undecodable byte raises UnicodeDecodeError."""
-    encoding = sniff_encoding(stream.peek(_SNIFF_BYTES)[:_SNIFF_BYTES])
-    return io.TextIOWrapper(stream, encoding=encoding, errors="strict", newline="")
+            text = _not_utf8(body)
+        yield Line(number, text, body, start, cut)
 
 
 class WriteParquetShards(beam.PTransform):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import IO, Any, Iterator
 
 from cmtp.schemas import Pair
+from cmtp.transforms.io import holds_surrogates, redecode
 from cmtp.transforms.sources.base import ExtractError, Source, SourceRecord, register
 from cmtp.transforms.sources.layouts import Item, LayoutError, Parsed, Unparsed, load_json_document
 
@@ -19,7 +20,13 @@ class Cmrc2018(Source):
     kinds = ("question_passage",)
 
     def parse(self, path: str, stream: IO[bytes]) -> Iterator[Item]:
-        document = load_json_document(stream)
+        loaded = load_json_document(stream)
+        if loaded is None:  # an empty file: the reader rejects it as `no_records`
+            return
+        if isinstance(loaded, Unparsed):  # the document is cut short or too deep: one reject
+            yield loaded
+            return
+        document = loaded.value
         if isinstance(document, dict) and isinstance(document.get("data"), list):
             yield from self._squad(document["data"])
         elif isinstance(document, list):
@@ -50,8 +57,8 @@ class Cmrc2018(Source):
             if not isinstance(qa, dict):
                 yield Unparsed(f"{where}.qas[{q}]", "not_an_object", "question is not a JSON object", str(qa)[:200])
                 continue
-            yield Parsed(f"{where}.qas[{q}]", {"context": paragraph.get(context_key), "question": qa.get(question_key),
-                                              "id": qa.get(id_key)})
+            yield _question(f"{where}.qas[{q}]", {"context": paragraph.get(context_key),
+                                                  "question": qa.get(question_key), "id": qa.get(id_key)})
 
     def extract(self, record: SourceRecord) -> list[Pair]:
         question = self.text(record.fields, "question")
@@ -61,3 +68,14 @@ class Cmrc2018(Source):
         if not context:
             raise ExtractError("empty_context", "the question's paragraph has no context text")
         return [self.pair(record, "question_passage", question, context, record.fields.get("id"))]
+
+
+def _question(where: str, fields: dict) -> Item:
+    """A question record, its texts read in the record's own encoding; bytes that are neither UTF-8 nor GB18030
+    make it an `undecodable` reject (the rest of the document is unaffected)."""
+    names = [name for name, value in fields.items() if isinstance(value, str)]
+    texts = redecode([fields[name] for name in names])
+    if texts is None or holds_surrogates(texts):
+        return Unparsed(where, "undecodable", f"bytes in its {' or '.join(names)} are neither UTF-8 nor GB18030",
+                        str(fields.get("question"))[:200])
+    return Parsed(where, {**fields, **dict(zip(names, texts))})
