@@ -150,21 +150,7 @@ def test_querygen_run_with_the_chat_generator_never_stores_the_key(stub, tmp_pat
     from cmtp.pipelines.cli import main
 
     monkeypatch.setenv("CMTP_TEST_KEY", SECRET)
-    config = tmp_path / "qg.yaml"
-    config.write_text(f"""pipeline: unlabeled
-sources:
-  - name: querygen
-    paths: ["{REPO}/data/sample/csl/csl_sample.tsv"]
-    options:
-      from_source: csl
-      from_kinds: [title_abstract]
-      generator: chat
-      mix: {{sm: 1, kw: 2}}
-      chat: {{endpoint: "{stub}", model: stub-model, api_key_env: CMTP_TEST_KEY, cache_dir: "{tmp_path / 'cache'}",
-              requests_per_minute: 6000, backoff_seconds: 0.01}}
-dedup: {{exact: {{passage: false}}, near: {{enabled: false}}}}
-scoring: {{enabled: false}}
-""", encoding="utf-8")
+    config = querygen_config(tmp_path, stub, model="stub-model", mix="{sm: 1, kw: 2}", max_retries=5)
     out = tmp_path / "out"
     assert main(["run", str(config), "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text("utf-8"))
@@ -286,7 +272,7 @@ def test_auth_failure_finds_the_message_however_the_runner_wraps_it():
     assert auth_failure(GenerationError("HTTP 500")) is None and auth_failure(ValueError("x")) is None
 
 
-def querygen_config(tmp_path, endpoint: str, max_retries: int = 0):
+def querygen_config(tmp_path, endpoint: str, max_retries: int = 0, model: str = "m", mix: str = "{sm: 1}"):
     config = tmp_path / "qg.yaml"
     config.write_text(f"""pipeline: unlabeled
 sources:
@@ -296,8 +282,8 @@ sources:
       from_source: csl
       from_kinds: [title_abstract]
       generator: chat
-      mix: {{sm: 1}}
-      chat: {{endpoint: "{endpoint}", model: m, api_key_env: CMTP_TEST_KEY, cache_dir: "{tmp_path / 'cache'}",
+      mix: {mix}
+      chat: {{endpoint: "{endpoint}", model: {model}, api_key_env: CMTP_TEST_KEY, cache_dir: "{tmp_path / 'cache'}",
               requests_per_minute: 6000, backoff_seconds: 0.01, max_retries: {max_retries}}}
 dedup: {{exact: {{passage: false}}, near: {{enabled: false}}}}
 scoring: {{enabled: false}}
