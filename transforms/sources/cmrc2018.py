@@ -73,6 +73,8 @@ class Cmrc2018(Source):
 def _question(where: str, fields: dict) -> Item:
     """A question record, its texts read in the record's own encoding; bytes that are neither UTF-8 nor GB18030
     make it an `undecodable` reject (the rest of the document is unaffected)."""
+    if not holds_surrogates(fields):  # clean text, told by one scan: undecodable bytes are kept as surrogates
+        return Parsed(where, fields)
     names = [name for name, value in fields.items() if isinstance(value, str)]
     texts = redecode([fields[name] for name in names])
     if texts is None or holds_surrogates(texts):
