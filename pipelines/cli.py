@@ -113,7 +113,7 @@ def is_dry_run(options: PipelineOptions) -> bool:
 
 
 def input_paths(loaded: LoadedConfig) -> list[str]:
-    """Every local input file of the config, and the folders its recursive globs walk: a run may not write there."""
+    """Every local input file of the config, and the folders its globs list: a run may not write there."""
     files = [f for files in loaded.files.values() for f in files]
     patterns = []
     for source in loaded.config.sources:

@@ -39,11 +39,11 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def input_roots(patterns: Iterable[str]) -> list[Path]:
-    """The folders recursive input globs (`**`) walk: each such pattern up to its first wildcard. A run folder
-    inside one could be read as input by the next run."""
+    """The folders input globs list: each wildcard pattern up to its first wildcard. A run folder inside one could
+    be read as input by the next run, or hide among the inputs."""
     roots = []
     for pattern in patterns:
-        if "**" in pattern:
+        if glob.has_magic(pattern):
             parts = Path(pattern).parts
             fixed = parts[:next(i for i, part in enumerate(parts) if glob.has_magic(part))]
             roots.append(_real(Path(*fixed) if fixed else "."))

@@ -106,6 +106,8 @@ def test_a_folder_that_is_holds_or_lies_inside_an_input_is_refused(tmp_path, cap
                           (tmp_path, "it holds the input")):
         err = refused(capsys, "run", str(config), "--out", str(out), "--overwrite")
         assert relation in err, err
+    listed = write_config(tmp_path / "listed.yaml", {"csl": [inputs / "a" / "*.tsv"]})
+    assert "it lies inside the input" in refused(capsys, "run", str(listed), "--out", str(inputs / "a" / "run"))
     assert snapshot(inputs) == {"a/csl.tsv": source}
 
 
