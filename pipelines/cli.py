@@ -187,6 +187,9 @@ def summary(report: dict) -> str:
     lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in rows]
     for stage, reasons in report["dropped"].items():
         lines.append(f"dropped at {stage}: " + ", ".join(f"{reason} {n}" for reason, n in reasons.items()))
+    repeated = report.get("counters", {}).get("repeated_ids", 0)
+    if repeated and "no id repeated in the written data" not in report["checks"]:
+        lines.append(f"repeated ids: {repeated} (copies kept: exact pair dedup is off)")
     lines.append("balanced: " + ("yes" if report["balanced"] else
                                  "NO: " + "; ".join(k for k, ok in report["checks"].items() if not ok)))
     return "\n".join(lines)
@@ -199,7 +202,7 @@ def _run_command(args: argparse.Namespace, beam_args: list[str], cmtp_options: S
     prepared = runner_options(beam_args, cmtp_options)
     loaded = load_config(args.config, profile.config if profile else None)
     check_layouts(loaded)
-    out_dir = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.config))[0])
+    out_dir = os.path.join("runs", os.path.splitext(os.path.basename(args.config))[0]) if args.out is None else args.out
     if FileSystems.get_scheme(out_dir) is not None or is_dry_run(prepared[0]):
         report = run(loaded, out_dir, beam_args, prepared)
         if report.get("dry_run"):
@@ -291,6 +294,21 @@ def _eval_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _outside_run_shards(flag: str, path: str, run_dir: str) -> None:
+    """Refuse an output path inside a run's data/ or rejects/: it would overwrite or join its shards."""
+    real, run = os.path.realpath(path), os.path.realpath(run_dir)
+    for folder in ("data", "rejects"):
+        if os.path.commonpath([real, os.path.join(run, folder)]) == os.path.join(run, folder):
+            raise UsageError(f"{flag} {path}: inside the run's {folder}/; write it elsewhere")
+
+
+def _check_page_target(page: str, run_dir: str, overwrite: bool) -> None:
+    """Refuse to write the HTML page over a file unless asked, and ever into a run's shards."""
+    _outside_run_shards("--html", page, run_dir)
+    if os.path.lexists(page) and not overwrite:
+        raise UsageError(f"--html {page}: already exists; pass --overwrite to replace it")
+
+
 def _inspect_command(args: argparse.Namespace) -> int:
     from cmtp.pipelines.inspect import InspectError, Selection, inspect_run, render
 
@@ -305,6 +323,7 @@ def _inspect_command(args: argparse.Namespace) -> int:
             except ImportError as error:
                 raise UsageError(f"--html needs matplotlib: pip install 'cmtp[report]' ({error})") from None
             check_html_target(args.html)  # before the summary is printed
+            _check_page_target(args.html, args.run_dir, args.overwrite)
         result = inspect_run(args.run_dir, selection)
         print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else render(result, args.full))
         if args.html:
@@ -324,6 +343,7 @@ def _export_command(args: argparse.Namespace) -> int:
     from cmtp.pipelines.export import ExportError, export_flagembedding
 
     require_finished(args.run_dir)
+    _outside_run_shards("--out", args.out, args.run_dir)
     try:
         summary = export_flagembedding(args.run_dir, args.out, args.instruction, args.keep_without_neg,
                                        overwrite=args.overwrite)
@@ -373,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ins.add_argument("--json", action="store_true")
     ins.add_argument("--html", metavar="FILE", help="also write one self-contained HTML report with plots")
     ins.add_argument("--card", action="store_true", help="(re)write the run's dataset card, DIR/README.md")
+    ins.add_argument("--overwrite", action="store_true", help="replace an existing --html file")
     exp = command("export", help="write a labeled run as FlagEmbedding fine-tuning JSONL, one file per task")
     exp.add_argument("run_dir", help="the --out of a `cmtp run` of a labeled config")
     exp.add_argument("--format", default="flagembedding", choices=["flagembedding"])
@@ -409,6 +430,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, UsageError, ProfileError, RunDirError) as error:
         print(f"cmtp: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a run's staging folder is already removed by the time this is reached
+        print("cmtp: interrupted", file=sys.stderr)
+        return 130
     except Exception as error:  # an API key refused by the query generator's server stops the run, in one line
         from cmtp.transforms.querygen import auth_failure
 

@@ -97,7 +97,7 @@ class SideLimits(Bounds):
 class NonTextConfig(_Strict):
     """Upper bounds of each non-text measure (transforms/filters/nontext.py); null turns one off."""
 
-    max_url_ratio: Optional[float] = Field(default=0.3, ge=0, le=1)
+    max_url_ratio: Optional[float] = Field(default=0.15, ge=0, le=1)  # URLs among units (a URL is one)
     max_markup_ratio: Optional[float] = Field(default=0.2, ge=0, le=1)
     max_symbol_ratio: Optional[float] = Field(default=0.2, ge=0, le=1)
     max_mojibake_ratio: Optional[float] = Field(default=0.2, ge=0, le=1)
@@ -109,19 +109,35 @@ class NonTextConfig(_Strict):
 
 class PairRulesConfig(_Strict):
     same_text: bool = True  # identical sides, passage = query repeated or a prefix of it
+    prefix: bool = True  # a passage that is a prefix of its query (a truncated title); a sentence pair's hard negative
+    keep_identical_positives: bool = False  # a paraphrase set's positive may be its first sentence, word for word
     boilerplate: bool = True  # the shipped configs/lexicons/<lang>/boilerplate.txt ...
     boilerplate_files: list[str] = []  # ... plus these (relative to the config file)
 
 
 class LexiconConfig(_Strict):
-    action: Literal["drop", "flag"] = "drop"
+    action: Literal["drop", "flag"] = "drop"  # a category named in DEFAULT_ACTIONS defaults to its action there
     shipped: bool = True  # read configs/lexicons/<lang>/<category>.txt
     files: list[str] = []  # more entries (relative to the config file)
 
 
+# abuse is kept and flagged unless a config says drop: an insult in a comment is rude, not spam ("草泥马是什么意思?")
+DEFAULT_ACTIONS = {"abuse": "flag"}
+
+
 class MaliciousConfig(_Strict):
     enabled: bool = True
-    categories: dict[str, LexiconConfig] = {name: LexiconConfig() for name in ("porn", "gambling", "ads", "abuse")}
+    categories: dict[str, LexiconConfig] = {name: LexiconConfig(action=DEFAULT_ACTIONS.get(name, "drop"))
+                                            for name in ("porn", "gambling", "ads", "abuse")}
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _default_actions(cls, value: Any) -> Any:
+        """A category given without an action gets its default one (flag for abuse, drop for the rest)."""
+        if not isinstance(value, dict):
+            return value
+        return {name: {"action": DEFAULT_ACTIONS.get(name, "drop"), **category} if isinstance(category, dict)
+                else category for name, category in value.items()}
 
 
 class PiiConfig(_Strict):
@@ -136,12 +152,26 @@ class LanguageConfig(_Strict):
     min_score: float = Field(default=0.5, ge=0, le=1)
     min_length: int = Field(default=20, ge=1)  # shorter sides are not judged (characters)
     sides: list[Literal["query", "passage"]] = ["passage"]
+    # Han-script text by script statistics (transforms/filters/language.py), not fastText:
+    ja_min_kana_share: float = Field(default=0.2, gt=0, le=1)  # kana / (hanzi + kana) from which a side is Japanese
+    max_simplified_share: float = Field(default=0.05, ge=0, le=1)  # simplified-only hanzi above this: not Japanese
+    chinese_script: float = Field(default=0.6, gt=0, le=1)  # CJK units share from which a side is Chinese unasked
 
 
 _SIDE_DEFAULTS = {
     "zh": {"query": {"min_length": 2, "max_length": 256, "min_cjk_ratio": 0.3},
-           "passage": {"min_length": 10, "max_length": 2048, "min_cjk_ratio": 0.3}},
+           "passage": {"min_length": 10, "max_length": 2048, "min_cjk_ratio": 0.3,
+                       # an answer may be a name or a phrase: DuReader's "周扬。", "心诚则灵!"
+                       "per_kind": {kind: {"min_length": 2, "max_length": 2048}
+                                    for kind in ("question_answer", "question_passage")}}},
     "en": {"query": {"min_length": 1, "max_length": 64}, "passage": {"min_length": 3, "max_length": 512}},
+}
+# Sentence-pair tasks (NLI, paraphrase, similarity): both sides are sentences, and a hypothesis may be two
+# characters ("是的。") or a tenth of its premise.
+_SENTENCE_DEFAULTS = {
+    "zh": {"query": {"min_length": 2, "max_length": 256, "min_cjk_ratio": 0.3},
+           "passage": {"min_length": 2, "max_length": 256, "min_cjk_ratio": 0.3}},
+    "en": {"query": {"min_length": 1, "max_length": 128}, "passage": {"min_length": 1, "max_length": 128}},
 }
 
 
@@ -150,6 +180,14 @@ class FiltersConfig(_Strict):
     query: SideLimits
     passage: SideLimits
     max_length_ratio: Optional[float] = Field(default=3.0, gt=0)  # query length / passage length
+    # a side of at most short_units units (a query, a keyword list; a Latin word is one unit) needs only this
+    # CJK share instead of its min_cjk_ratio
+    short_min_cjk_ratio: Optional[float] = Field(default=0.15, ge=0.0, le=1.0)
+    short_units: int = Field(default=8, ge=0)
+    # a passage of these kinds shorter than fragment_below characters must end as a sentence ends ("周扬。"): a cut
+    # one ("硝酰氟（化") is a fragment
+    fragment_kinds: list[str] = ["question_answer", "question_passage"]
+    fragment_below: int = Field(default=6, ge=0)
     nontext: NonTextConfig = NonTextConfig()
     pair: PairRulesConfig = PairRulesConfig()
     malicious: MaliciousConfig = MaliciousConfig()
@@ -164,9 +202,26 @@ class FiltersConfig(_Strict):
             data = {**data, **{side: data.get(side, defaults[side]) for side in ("query", "passage")}}
         return data
 
+    def for_sentence_pairs(self) -> "FiltersConfig":
+        """These filters as a sentence-pair task needs them: sentence lengths on both sides, no length ratio, no
+        boilerplate or prefix drops (LCQMC's "天津长征医院的药 / 天津长征医院" is the hard negative the set is
+        for), identical positives kept, language judged on both sides; the rest (lexicons, PII, non-text) as set."""
+        sides = {side: SideLimits(**limits) for side, limits in _SENTENCE_DEFAULTS[self.lang].items()}
+        pair = self.pair.model_copy(update={"prefix": False, "keep_identical_positives": True, "boilerplate": False,
+                                            "boilerplate_files": []})
+        language = self.language.model_copy(update={"sides": ["query", "passage"]})
+        return self.model_copy(update={**sides, "max_length_ratio": None, "pair": pair, "language": language})
+
 
 class NormalizeConfig(_Strict):
     t2s: bool = False  # Traditional -> Simplified with OpenCC
+    nfkc: bool = False  # plain NFKC, the old behaviour: also folds Chinese punctuation to ASCII (，-> ,)
+
+    def build(self):
+        """The configured NormalizePairs transform."""
+        from cmtp.transforms.normalize import NormalizePairs
+
+        return NormalizePairs(self.t2s, self.nfkc)
 
 
 class NearDedupConfig(_Strict):
@@ -360,7 +415,9 @@ class LabeledSourceConfig(_Strict):
 
 class TaskConfig(_Strict):
     instruction: Optional[str] = None  # unset: `instructions[<the task's type>]`; null: none
-    filters: Optional[FiltersConfig] = None  # replaces the top-level filters for this task
+    # replaces the top-level filters for this task; unset: the top-level filters, for a similarity task (NLI-zh,
+    # CMNLI, OCNLI) as sentence pairs need them (FiltersConfig.for_sentence_pairs)
+    filters: Optional[FiltersConfig] = None
     dedup: bool = True  # its (query, positive) pairs take part in dedup
     mine: bool = True  # mine hard negatives for its records (when negatives.enabled)
 
@@ -434,7 +491,11 @@ class LabeledRunConfig(_Strict):
         return self.instructions.get(REGISTRY[source.name].task_type)
 
     def filters_for(self, task: str) -> FiltersConfig:
-        return self.task(task).filters or self.filters
+        """The task's own filters if set, else the top-level ones, as sentence pairs need them for a similarity task."""
+        if self.task(task).filters:
+            return self.task(task).filters
+        source = next(s for s in self.sources if s.task_name == task)
+        return self.filters.for_sentence_pairs() if REGISTRY[source.name].task_type == "similarity" else self.filters
 
 
 def _location(loc: tuple) -> str:
@@ -528,14 +589,20 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def _read_yaml(path: str) -> Any:
-    """The file's YAML; ConfigError for a syntax error or a key given twice."""
-    with open(path, encoding="utf-8") as handle:
-        try:
-            return yaml.load(handle, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-        except _DuplicateKey as error:
-            raise ConfigError(f"{path}: {error}") from None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from error
+    """The file's YAML; ConfigError for a file that cannot be read as UTF-8, a syntax error or a key given twice."""
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read().decode("utf-8-sig")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}); save the config as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as error:
+        raise ConfigError(f"{path}: {error}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from error
 
 
 def _check_models(path: str, config: Union[RunConfig, LabeledRunConfig]) -> None:
@@ -555,7 +622,7 @@ def load_config(path: str, overrides: Optional[dict] = None) -> LoadedConfig:
     """Parse, validate and resolve a run config (with a profile's `overrides` merged over it first); raises
     ConfigError with a one-line message."""
     if not os.path.isfile(path):
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: " + ("a folder, not a config file" if os.path.isdir(path) else "config file not found"))
     raw = _read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
@@ -575,6 +642,11 @@ def load_config(path: str, overrides: Optional[dict] = None) -> LoadedConfig:
         found = expand_paths(resolved)
         if not found:
             raise ConfigError(f"{path}: {key}: no file matches {resolved!r}")
+        for name in found:
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:  # bytes the file system holds that are not UTF-8: no pipeline can carry them
+                raise ConfigError(f"{path}: {key}: the file name {name!r} is not UTF-8; rename it") from None
         return found
 
     files: dict[str, list[str]] = {}

@@ -140,14 +140,20 @@ def _shard_summary(shards: list[str]) -> dict:
 
 
 def _report(path: str) -> dict:
-    """report.json as a dict ({} when absent); InspectError when it is cut short or not a report."""
-    if not os.path.isfile(path):
+    """report.json as a dict ({} when absent); InspectError when it is cut short or not a report (a finished run's
+    report has its sources, totals, checks and the verdict)."""
+    if not os.path.lexists(path):
         return {}
+    if not os.path.isfile(path):
+        raise InspectError(f"{path}: not a file")
     with reading(path), open(path, encoding="utf-8") as handle:
         report = json.load(handle)
-    sources = report.get("sources", {}) if isinstance(report, dict) else None
+    sources = report.get("sources") if isinstance(report, dict) else None
     if not (isinstance(sources, dict) and all(isinstance(row, dict) for row in sources.values())):
         raise InspectError(f"{path}: not a cmtp report (`sources` must map each source to an object)")
+    missing = [key for key in ("totals", "checks", "balanced") if key not in report]
+    if missing:
+        raise InspectError(f"{path}: not a cmtp report (no {', '.join(missing)})")
     return report
 
 

@@ -6,7 +6,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from cmtp.pipelines.config import LoadedConfig
-from cmtp.pipelines.rules import general_rules
+from cmtp.pipelines.rules import general_rules, rules_for
 from cmtp.schemas import LABELED_SCHEMA, REJECT_SCHEMA, Pair
 from cmtp.transforms.exact_dedup import ExactDedup
 from cmtp.transforms.filters import GeneralFilter
@@ -14,7 +14,6 @@ from cmtp.transforms.filters.pii import MaskPii
 from cmtp.transforms.hard_negatives import MineHardNegatives
 from cmtp.transforms.io import WriteParquetShards
 from cmtp.transforms.judgments import POSITIVE, AssembleRecords, JudgeRows, ResolveLinks
-from cmtp.transforms.normalize import NormalizePairs
 from cmtp.transforms.progress import Progress, is_local
 from cmtp.transforms.read import ReadSource
 from cmtp.transforms.report import WriteLabeledReport
@@ -54,15 +53,14 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
     extracted = (judged.judgments, judged.links) | "Extracted" >> beam.Flatten()
 
     judgments = ((judged.judgments, resolved["judgments"]) | "AllJudgments" >> beam.Flatten()
-                 | "Normalize" >> NormalizePairs(config.normalize.t2s))
+                 | "Normalize" >> config.normalize.build())
     pii = config.filters.pii
     if pii.action == "mask":
         masked = judgments | "MaskPII" >> MaskPii(pii.types)
         stats.append(masked.stats)
         judgments = masked.pairs
     rules = general_rules(loaded)
-    per_source = {name: general_rules(loaded, config.tasks[task_of[name]].filters) for name in sources
-                  if task_of[name] in config.tasks and config.tasks[task_of[name]].filters}
+    per_source = {name: rules_for(loaded, name) for name in sources}  # a similarity task's are its own by default
     filtered = judgments | "GeneralFilter" >> GeneralFilter(rules, per_source)
     rejects.append(filtered.rejects)
 
@@ -103,7 +101,7 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
             judged.texts
             | "CorpusTexts" >> beam.Filter(lambda t: t.role == "corpus")
             | "CorpusPairs" >> beam.Map(_corpus_pair)
-            | "NormalizeCorpus" >> NormalizePairs(config.normalize.t2s)
+            | "NormalizeCorpus" >> config.normalize.build()
             | "FilterCorpus" >> GeneralFilter(corpus_rules)
         )
         # Corpus passages that fail the passage rules are simply not mined from; they are lookup rows, not data.

@@ -1,11 +1,15 @@
-"""The general filter's rules, built from the `filters:` section of a config, cheapest and most specific first."""
+"""The general filter's rules, built from the `filters:` section of a config, cheapest and most specific first.
+
+`rules_for(loaded, source)` is the one place that says which rules a source gets: the labeled pipeline, the
+audit and the tests all ask it, so what they measure is what runs.
+"""
 from __future__ import annotations
 
 from typing import Optional
 
-from cmtp.pipelines.config import FiltersConfig, LoadedConfig
-from cmtp.transforms.filters.language import LanguageRule
-from cmtp.transforms.filters.length import LengthRatioRule, LengthRule
+from cmtp.pipelines.config import FiltersConfig, LabeledRunConfig, LoadedConfig
+from cmtp.transforms.filters.language import LanguageRule, ScriptStatistics
+from cmtp.transforms.filters.length import FragmentRule, LengthRatioRule, LengthRule
 from cmtp.transforms.filters.lexicon import FlaggedWordsRule, read_lexicon, shipped_lexicon
 from cmtp.transforms.filters.nontext import CjkRatioRule, NonTextRule
 from cmtp.transforms.filters.pair import BoilerplateRule, EmptySideRule, SameTextRule, compact
@@ -18,7 +22,7 @@ def general_rules(loaded: LoadedConfig, filters: Optional[FiltersConfig] = None)
     unit = "words" if filters.lang == "en" else "chars"
     rules: list = [EmptySideRule()]
     if filters.pair.same_text:
-        rules.append(SameTextRule())
+        rules.append(SameTextRule(filters.pair.prefix, filters.pair.keep_identical_positives))
     if filters.pair.boilerplate or filters.pair.boilerplate_files:
         phrases = shipped_lexicon(filters.lang, "boilerplate") if filters.pair.boilerplate else []
         for file in filters.pair.boilerplate_files:
@@ -28,6 +32,8 @@ def general_rules(loaded: LoadedConfig, filters: Optional[FiltersConfig] = None)
         limits = getattr(filters, side)
         per_kind = {kind: (b.min_length, b.max_length) for kind, b in limits.per_kind.items()}
         rules.append(LengthRule(side, limits.min_length, limits.max_length, unit, per_kind))
+    if filters.fragment_kinds and filters.fragment_below:
+        rules.append(FragmentRule("passage", frozenset(filters.fragment_kinds), filters.fragment_below, unit))
     if filters.max_length_ratio is not None:
         rules.append(LengthRatioRule(filters.max_length_ratio, unit))
     for side in ("query", "passage"):  # before the CJK share, so mojibake and markup are named as such
@@ -35,7 +41,7 @@ def general_rules(loaded: LoadedConfig, filters: Optional[FiltersConfig] = None)
     for side in ("query", "passage"):
         limits = getattr(filters, side)
         if limits.min_cjk_ratio is not None:
-            rules.append(CjkRatioRule(side, limits.min_cjk_ratio))
+            rules.append(CjkRatioRule(side, limits.min_cjk_ratio, filters.short_min_cjk_ratio, filters.short_units))
     if filters.pii.action == "drop":
         rules.append(PiiRule(tuple(filters.pii.types)))
     if filters.malicious.enabled and filters.malicious.categories:
@@ -47,7 +53,25 @@ def general_rules(loaded: LoadedConfig, filters: Optional[FiltersConfig] = None)
             lexicons[name] = (category.action, words)
         rules.append(FlaggedWordsRule(lexicons, filters.lang))
     if filters.language.enabled:
-        accept = tuple(filters.language.accept or [filters.lang])
-        for side in filters.language.sides:
-            rules.append(LanguageRule(side, accept, filters.language.min_score, filters.language.min_length))
+        language = filters.language
+        accept = tuple(language.accept or [filters.lang])
+        script = ScriptStatistics(ja_min_kana_share=language.ja_min_kana_share,
+                                  max_simplified_share=language.max_simplified_share,
+                                  chinese_script=language.chinese_script)
+        for side in language.sides:
+            rules.append(LanguageRule(side, accept, language.min_score, language.min_length, script))
     return rules
+
+
+def filters_for(loaded: LoadedConfig, source: str) -> FiltersConfig:
+    """The filters a source's pairs get: its task's (LabeledRunConfig.filters_for: its own, or the top-level ones as
+    sentence pairs need them for a similarity task) in a labeled run, the top-level ones otherwise."""
+    config = loaded.config
+    if isinstance(config, LabeledRunConfig) and any(s.name == source for s in config.sources):
+        return config.filters_for(config.task_of(source))
+    return config.filters
+
+
+def rules_for(loaded: LoadedConfig, source: str) -> list:
+    """The rules the general filter applies to a source's pairs (see filters_for)."""
+    return general_rules(loaded, filters_for(loaded, source))

@@ -11,7 +11,6 @@ it, renamed into place when the run has finished, with a manifest of the files t
 """
 from __future__ import annotations
 
-import errno
 import fcntl
 import glob
 import json
@@ -64,6 +63,8 @@ def _forbidden(out: Path) -> Optional[str]:
 def check_out(out: str, inputs: Iterable[str | Path]) -> Path:
     """The absolute run folder for `--out`, after refusing what must never be written to: a literal `~`, a path
     that is or lies under a file, `/`, home, a repository root, and any overlap with an input."""
+    if not out.strip():
+        raise RunDirError("--out: empty; give the run folder's path, e.g. runs/x")
     if out.startswith("~"):
         raise RunDirError(f"--out {out}: '~' was not expanded (quoted, or not at a word's start); "
                           "give the folder's full path, e.g. $HOME/runs/x")
@@ -104,27 +105,42 @@ def _files_under(folder: Path) -> list[str]:
     return sorted(found)
 
 
+def _folders_under(folder: Path) -> list[str]:
+    """Every real folder under `folder`, relative, sorted (links to folders are entries of `_files_under`)."""
+    found = []
+    for path, dirs, _ in os.walk(folder):
+        found += [os.path.relpath(os.path.join(path, d), folder) for d in dirs if not os.path.islink(os.path.join(path, d))]
+    return sorted(found)
+
+
+def _foreign(out: Path, listed: set[str], folders: set[str]) -> list[str]:
+    """What `out` holds beyond a run's listed files and folders: a user's files, links and folders (empty ones too)."""
+    return ([name for name in _files_under(out) if name not in listed]
+            + [f"{name}/" for name in _folders_under(out) if name not in folders])
+
+
 def replaceable(out: Path, overwrite: bool) -> list[str]:
-    """The files of an earlier run in `out` that the new run will replace: none for a missing or empty folder;
-    the manifest's list with --overwrite; a refusal for anything else."""
+    """The files and folders of an earlier run in `out` that the new run will replace: none for a missing or empty
+    folder; the manifest's lists with --overwrite; a refusal for anything else (a user's empty folders too)."""
     if not out.exists():
-        return []
-    present = _files_under(out)
-    if not present:
         return []
     manifest = read_manifest(out)
     if manifest is None:
+        present = _foreign(out, set(), set())
+        if not present:
+            return []
         raise RunDirError(f"--out {out}: holds files no cmtp run made ({present[0]}{', ...' if len(present) > 1 else ''}); "
                           "choose a new or empty folder")
     if not overwrite:
         raise RunDirError(f"--out {out}: holds a finished run; pass --overwrite to replace it, or another --out")
-    listed = set(manifest["files"]) | {MANIFEST}
-    others = [name for name in present if name not in listed]
+    listed, folders = set(manifest["files"]) | {MANIFEST}, set(manifest.get("folders", []))
+    others = _foreign(out, listed, folders)
     if others:
         raise RunDirError(f"--out {out}: holds files the earlier run did not write ({others[0]}"
                           f"{f' and {len(others) - 1} more' if len(others) > 1 else ''}); --overwrite removes "
                           "only a run's own files: move them first")
-    return sorted(listed & set(present))
+    present = set(_files_under(out))
+    return sorted(listed & present) + [f"{name}/" for name in sorted(folders & set(_folders_under(out)))]
 
 
 def require_finished(folder: str) -> Path:
@@ -161,11 +177,14 @@ class RunFolder:
         self.staging = _staging_of(out)
         self._lock_path = out.parent / f".{out.name}.cmtp-lock"
         self._lock: Optional[int] = None
-        self._finished = False
+        self._keep = False  # the staging folder holds a finished run that could not be moved into place
 
     def __enter__(self) -> Path:
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = self._take_lock()
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = self._take_lock()
+        except OSError as error:
+            raise RunDirError(f"--out {self.out}: cannot write beside it: {error.strerror} ({error.filename})") from None
         try:
             if (self.staging / _STAGING_MARK).exists():  # left by a killed run: ours to remove
                 shutil.rmtree(self.staging)
@@ -174,6 +193,9 @@ class RunFolder:
                                   "be moved into place?); move or remove it")
             self.staging.mkdir()
             (self.staging / _STAGING_MARK).write_text(f"{os.getpid()}\n")
+        except OSError as error:
+            self._release()
+            raise RunDirError(f"--out {self.out}: cannot write beside it: {error.strerror} ({error.filename})") from None
         except BaseException:
             self._release()
             raise
@@ -204,31 +226,38 @@ class RunFolder:
         """Write the manifest, remove the earlier run's listed files, and rename the staging folder to `out`."""
         (self.staging / _STAGING_MARK).unlink()
         files = [name for name in _files_under(self.staging) if name != MANIFEST]
-        manifest = {"cmtp_run": _FORMAT, "pipeline": pipeline, "files": files}
+        manifest = {"cmtp_run": _FORMAT, "pipeline": pipeline, "files": files, "folders": _folders_under(self.staging)}
         (self.staging / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1), "utf-8")
         if self.out.exists():
+            replaced = {name.rstrip("/") for name in self._replaced}
+            appeared = _foreign(self.out, replaced | {MANIFEST}, replaced)
+            if appeared:  # checked again: a user may have saved something there during the run
+                self._keep = True
+                raise RunDirError(f"--out {self.out}: {appeared[0]} appeared in it during the run; nothing was "
+                                  f"replaced, and the finished run is in {self.staging}")
             self._clear_earlier_run()
         try:
             os.rename(self.staging, self.out)  # over a missing or empty folder: atomic
         except OSError as error:
-            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise
-            raise RunDirError(f"--out {self.out}: files appeared in it during the run; the finished run is in "
-                              f"{self.staging}") from None
-        self._finished = True
+            self._keep = True
+            raise RunDirError(f"--out {self.out}: could not move the finished run into place ({error.strerror}); "
+                              f"it is in {self.staging}") from None
+        self._keep = True
 
     def _clear_earlier_run(self) -> None:
-        """Remove the earlier run's manifest-listed files, then the folders they leave empty."""
-        for name in [MANIFEST] + [n for n in self._replaced if n != MANIFEST]:  # the manifest first: unfinished
+        """Remove the earlier run's listed files (the manifest first: the folder stops looking finished), then its
+        listed folders once empty, deepest first; nothing else."""
+        for name in [MANIFEST] + [n for n in self._replaced if not n.endswith("/") and n != MANIFEST]:
             path = self.out / name
             if path.is_file() or path.is_symlink():
                 path.unlink()
-        for path, _, _ in os.walk(self.out, topdown=False):  # children before their parents
-            if Path(path) != self.out and not os.listdir(path):
-                os.rmdir(path)
+        for name in sorted((n.rstrip("/") for n in self._replaced if n.endswith("/")), key=len, reverse=True):
+            path = self.out / name
+            if path.is_dir() and not path.is_symlink() and not os.listdir(path):
+                path.rmdir()
 
     def __exit__(self, *exc) -> None:
-        if not self._finished and self.staging.exists():
+        if not self._keep and self.staging.exists():
             shutil.rmtree(self.staging, ignore_errors=True)
         self._release()
 

@@ -12,7 +12,6 @@ from cmtp.transforms.extract import ExtractPairs
 from cmtp.transforms.filters import GeneralFilter
 from cmtp.transforms.filters.pii import MaskPii
 from cmtp.transforms.io import WriteParquetShards
-from cmtp.transforms.normalize import NormalizePairs
 from cmtp.transforms.progress import Progress, is_local
 from cmtp.transforms.read import ReadSource
 from cmtp.transforms.report import WriteReport
@@ -45,7 +44,7 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
     if local:
         records | "ProgressRead" >> Progress("records read")
 
-    pairs = pairs | "Normalize" >> NormalizePairs(config.normalize.t2s)
+    pairs = pairs | "Normalize" >> config.normalize.build()
     similar_groups = {name: source.options.max_similar_group for name, source in sources.items()
                       if "similar_question" in source.enabled}
     if similar_groups:

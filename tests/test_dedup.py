@@ -46,6 +46,16 @@ def test_exact_dedup_keeps_one_copy_and_names_the_survivor():
     assert a.id in reject.detail and "record 1" in reject.detail
 
 
+def test_copies_differing_only_in_punctuation_width_are_exact_duplicates():
+    """Normalization keeps Chinese punctuation as written; the same answer written once with `，` and once with `,`
+    (35 such groups in the real DuReader answers) is still one text to exact dedup."""
+    wide = make_pair("电池", BASE, position="record 1")
+    ascii_commas = make_pair("电池", BASE.replace("，", ","), position="record 2")
+    out = run_transform(ExactDedup(SurvivorOrder({})), [wide, ascii_commas])
+    assert len(out["pairs"]) == 1 and len(out["rejects"]) == 1
+    assert out["pairs"][0].passage in (BASE, BASE.replace("，", ","))  # a copy kept as it was written
+
+
 @pytest.mark.parametrize("scope", ["pair", "passage"])
 def test_identical_copies_from_one_record_keep_one_row(scope):
     """One record giving one pair twice (same id, file and position: the survivor key ties completely)."""

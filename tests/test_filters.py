@@ -10,16 +10,19 @@ from beam_helpers import run_transform
 from cmtp.schemas import Pair, pair_id
 from cmtp.transforms.filters import GeneralFilter
 from cmtp.transforms.filters.base import first_drop
-from cmtp.transforms.filters.language import LanguageRule
-from cmtp.transforms.filters.length import LengthRatioRule, LengthRule
+from cmtp.transforms.filters.language import LanguageRule, ScriptStatistics
+from cmtp.transforms.filters.length import FragmentRule, LengthRatioRule, LengthRule
 from cmtp.transforms.filters.lexicon import FlaggedWordsRule, shipped_lexicon
 from cmtp.transforms.filters.nontext import (
     _GBK_MOJIBAKE,
     CjkRatioRule,
     NonTextRule,
+    char_repetition_ratio,
     cjk_ratio,
     mojibake_ratio,
     ngram_repetition_ratio,
+    symbol_ratio,
+    url_ratio,
 )
 from cmtp.transforms.filters.pair import BoilerplateRule, EmptySideRule, SameTextRule, compact
 from cmtp.transforms.filters.pii import PiiRule, find_pii, luhn, mask_pii, valid_id_card
@@ -78,7 +81,8 @@ def test_mojibake_characters_are_rare_in_real_text_and_common_in_mojibake(shared
 
 
 def test_cjk_ratio_and_ngram_repetition_values():
-    assert cjk_ratio("基于YOLO的检测") == 5 / 9
+    assert cjk_ratio("基于YOLO的检测") == 5 / 6  # a Latin word is one unit, not its four letters
+    assert cjk_ratio("1840年代的89c51") == 3 / 4  # a number is no unit; a word with letters in it is
     assert ngram_repetition_ratio("这是一段没有重复的普通文字内容，用来检查重复率的计算方法", 5) == 0.0
     assert ngram_repetition_ratio("好的" * 30, 5) > 0.9
 
@@ -102,6 +106,54 @@ def test_pair_rules():
     boilerplate = BoilerplateRule(frozenset(compact(p) for p in shipped_lexicon("zh", "boilerplate")))
     assert boilerplate(make_pair("这个问题怎么解决?", "同问!!!")).reason == "boilerplate_passage"
     assert boilerplate(make_pair("这个问题怎么解决?", "谢谢大家,问题已经通过重启解决了。")) is None
+
+
+def test_same_text_rule_for_sentence_pairs_keeps_prefixes_and_identical_positives():
+    rule = SameTextRule(prefix=False, keep_identical_positives=True)
+    assert rule(make_pair("天津长征医院的药", "天津长征医院", "negative")) is None
+    assert rule(make_pair("阿德林点点头。", "阿德林点点头", "positive")) is None
+    assert rule(make_pair("阿德林点点头。", "阿德林点点头", "negative")).reason == "identical_sides"
+    assert rule(make_pair("深度学习", "深度学习 深度学习", "positive")).reason == "passage_repeats_query"
+
+
+def test_fragment_rule_keeps_whole_short_answers_and_drops_cut_ones():
+    rule = FragmentRule("passage", frozenset({"question_passage"}), 6)
+    assert rule(make_pair("刘亦菲给谁当过伴娘", "周扬。", "question_passage")) is None
+    assert rule(make_pair("白云观求什么最灵验", "心诚则灵!", "question_passage")) is None
+    assert rule(make_pair("硝酰氟的化学式", "硝酰氟（化", "question_passage")).reason == "passage_fragment"
+    assert rule(make_pair("标题", "短文", "title_body")) is None  # not an answer kind: the length rule's
+
+
+def test_cjk_share_counts_words_holds_short_sides_to_a_looser_bound_and_skips_tiny_ones():
+    rule = CjkRatioRule("query", 0.3, short_min_ratio=0.15, short_units=8)
+    assert rule(make_pair("Dell XPS 13 9370 i7 8550U 评测", "正文")) is None  # 2 of 6 units (numbers are none)
+    assert rule(make_pair("What is a black hole", "正文")).detail == "CJK share 0.00 < 0.15 (0 of 5 units)"
+    long_english = "the committee will meet again next tuesday to review the budget 预算"
+    assert rule(make_pair(long_english, "正文")).detail == "CJK share 0.15 < 0.30 (2 of 13 units)"
+    assert rule(make_pair("CCTV", "正文")) is None and rule(make_pair("2017.6.3", "正文")) is None  # too little to tell
+    assert rule(make_pair("0.00 12.5% -3.2% 1,234 5,678 ¥ $", "正文")).reason == "query_low_cjk_ratio"  # figures only
+
+
+def test_url_share_counts_a_link_as_one_unit():
+    assert url_ratio("进入http://google.com.hk首页后把下面的中文简体换成繁体,大陆手机号就能验证成功了。") < 0.05
+    assert url_ratio("上一篇:http://www.example.gov.cn/a/1.htm 下一篇:http://www.example.gov.cn/a/2.htm") == 0.25
+
+
+def test_repetition_and_symbol_measures_leave_ordinary_runs_and_masks_alone():
+    assert char_repetition_ratio("10100000贷款可靠么") == 0.0
+    assert char_repetition_ratio("我从来没做过蛋糕,所以......") == 0.0
+    assert char_repetition_ratio("好评！！！！！！！哈哈哈哈") == 11 / 13
+    assert symbol_ratio("***月***号用花呗 几号还") == 0.0
+    assert symbol_ratio("好评★★★") == 0.6
+
+
+def test_script_statistics_tell_chinese_japanese_and_korean_apart():
+    script = ScriptStatistics()
+    assert script("これは日本語の文章です。東京の天気は晴れで、とても暖かいです。").lang == "ja"
+    assert script("東京都は本日、新型肺炎の感染者を確認したと発表しました").lang == "ja"  # kanji-heavy: particles
+    assert script("《卡美拉 大怪兽空中决战》(原名:ガメラ 大怪獣空中决戦)是1995年上映的日本怪兽电影").lang == "zh"
+    assert script("오늘은 날씨가 좋아서 친구와 함께 공원에 산책하러 갔습니다.").lang == "ko"
+    assert script("The committee will meet again next Tuesday.").lang is None  # fastText's to judge
 
 
 def zh_lexicons(abuse_action: str = "drop") -> FlaggedWordsRule:
@@ -132,7 +184,8 @@ def test_flag_action_keeps_the_pair_with_a_flag(real_pairs):
 
 
 def test_english_lexicon_matches_whole_words_and_spelled_apart():
-    rule = FlaggedWordsRule({"gambling": ("drop", ["online casino"]), "abuse": ("drop", ["idiot"])}, "en")
+    # strong entries (`!`): one hit is evidence; a plain entry needs company since one hit in a passage is not
+    rule = FlaggedWordsRule({"gambling": ("drop", ["!online casino"]), "abuse": ("drop", ["!idiot"])}, "en")
     assert rule(make_pair("t", "Join the best ONLINE   casino today")).reason == "passage_flagged_gambling"
     assert rule(make_pair("t", "you are an i.d.i.o.t")).reason == "passage_flagged_abuse"
     assert rule(make_pair("t", "the idiotic plan failed")) is None

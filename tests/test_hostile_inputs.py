@@ -336,3 +336,87 @@ def test_half_a_character_in_a_json_escape_is_one_rejected_record(tmp_path, text
     out = run(tmp_path, {"news": [tmp_path / "news.json"]})
     accounted(out, "news", tmp_path / "news.json", {f"line {n + 1}": r for n, r in enumerate(news) if n != 1},
               {"line 2": "undecodable"})
+
+
+# --- found by a hostile re-test after the fixes above ------------------------------------------------------------
+
+def test_a_symlink_loop_under_a_recursive_glob_reads_each_file_once(tmp_path, texts):
+    """Before: `data/a/loop -> ..` made `data/**/*.tsv` read one 30-line file 41 times (1,230 records read)."""
+    folder = tmp_path / "data"
+    (folder / "a").mkdir(parents=True)
+    path = folder / "csl.tsv"
+    path.write_text("".join(f"to title\t{body}\t{title}\n" for title, body in texts[:30]), encoding="utf-8")
+    (folder / "a" / "loop").symlink_to("..")
+    out = run(tmp_path, {"csl": [folder / "**" / "*.tsv"]})
+    good = {f"line {n + 1}": {"title": title, "abstract": body} for n, (title, body) in enumerate(texts[:30])}
+    accounted(out, "csl", path, good, {})
+    assert json.loads((out / "report.json").read_text("utf-8"))["files"]["csl"] == 1
+
+
+def test_a_dangling_link_and_a_fifo_matched_by_a_glob_are_rejects_naming_them(tmp_path, texts):
+    """Before: glob matched them and the reader skipped both in silence (and opening a FIFO would hang)."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    path = folder / "a.tsv"
+    path.write_text("".join(f"to title\t{body}\t{title}\n" for title, body in texts[:10]), encoding="utf-8")
+    (folder / "b.tsv").symlink_to(folder / "gone.tsv")
+    os.mkfifo(folder / "c.tsv")
+    out = run(tmp_path, {"csl": [folder / "*.tsv"]})
+    good = {f"line {n + 1}": {"title": title, "abstract": body} for n, (title, body) in enumerate(texts[:10])}
+    accounted(out, "csl", path, good, {}, records_read=12)
+    rejects = {r["file"]: r for r in _rows(out / "rejects", REJECT_SCHEMA)}
+    assert "which does not exist" in rejects[str(folder / "b.tsv")]["detail"]
+    assert "not a regular file" in rejects[str(folder / "c.tsv")]["detail"]
+
+
+@pytest.mark.parametrize("layout", ["tsv", "jsonl"])
+def test_files_joined_with_cat_keep_the_record_after_each_byte_order_mark(tmp_path, texts, layout):
+    """Before: the BOM opening the second file's first line made that good record a reject."""
+    if layout == "tsv":
+        source, name = "csl", "csl.tsv"
+        lines = [f"to title\t{body}\t{title}\n".encode("utf-8") for title, body in texts[:20]]
+        good = {f"line {n + 1}": {"title": title, "abstract": body} for n, (title, body) in enumerate(texts[:20])}
+    else:
+        source, name = "news", "news.json"
+        lines = [news_line(i, title, body) for i, (title, body) in enumerate(texts[:20])]
+        good = {f"line {n + 1}": json.loads(line) for n, line in enumerate(lines)}
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + b"".join(lines[:10]) + b"\xef\xbb\xbf" + b"".join(lines[10:]))
+    out = run(tmp_path, {source: [path]})
+    accounted(out, source, path, good, {})
+
+
+def test_a_line_over_the_size_limit_is_skipped_without_holding_it(tmp_path, texts, monkeypatch):
+    """Before: a .gz of a few MB holding a 2 GB line was read into memory whole (4 GB peak). The limit is lowered
+    here so the file stays small; the line is read past in bounded pieces and the lines after it are kept."""
+    from cmtp.transforms import io as cmtp_io
+
+    monkeypatch.setattr(cmtp_io, "MAX_LINE_BYTES", 1 << 20)
+    lines = [news_line(i, title, body) for i, (title, body) in enumerate(texts[:6])]
+    bomb = json.dumps({"news_id": "x", "title": "t", "content": "长" * (3 << 20)}, ensure_ascii=False).encode() + b"\n"
+    path = tmp_path / "news.json.gz"
+    path.write_bytes(gzip.compress(b"".join(lines[:3]) + bomb + b"".join(lines[3:])))
+    out = run(tmp_path, {"news": [path]})
+    good = {f"line {n + 1 + (n >= 3)}": json.loads(line) for n, line in enumerate(lines)}
+    accounted(out, "news", path, good, {"line 4": "record_too_large"})
+
+
+def test_a_utf16_file_is_one_reject_not_dozens_of_bogus_records(tmp_path, texts):
+    """Before: a UTF-16 file (with its byte-order mark) was split into 46 bogus lines, each a reject."""
+    path = tmp_path / "csl.tsv"
+    path.write_bytes("".join(f"to title\t{body}\t{title}\n" for title, body in texts[:30]).encode("utf-16"))
+    out = run(tmp_path, {"csl": [path]})
+    accounted(out, "csl", path, {}, {"file": "undecodable"})
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_in_one_line(tmp_path, texts, capsys):
+    """Before: an 81-line UnicodeEncodeError traceback from a Beam coder."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    name = os.fsdecode(b"bad\xffname.tsv")
+    (folder / name).write_text(f"to title\t{texts[0][1]}\t{texts[0][0]}\n", encoding="utf-8")
+    config = tmp_path / "run.yaml"
+    config.write_text(_config({"csl": [folder / "*.tsv"]}), encoding="utf-8")
+    assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not UTF-8; rename it" in err and "\n" not in err

@@ -83,7 +83,10 @@ def test_inspect_names_a_report_cut_short_or_not_a_report(run_copy, capsys):
     report.write_text("[1, 2]", encoding="utf-8")
     assert f"{report}: not a cmtp report" in refused(["inspect", str(run)], capsys)
     report.write_text('{"sources": {"wudao": {"records_read": 3}}}', encoding="utf-8")
-    assert f"{report}: not a complete cmtp report (KeyError: 'pairs_extracted')" in refused(["inspect", str(run)], capsys)
+    assert f"{report}: not a cmtp report (no totals, checks, balanced)" in refused(["inspect", str(run)], capsys)
+    report.unlink()
+    report.mkdir()  # a folder where the report should be
+    assert f"{report}: not a file" in refused(["inspect", str(run)], capsys)
 
 
 def test_html_into_a_missing_folder_or_a_folder_is_refused_before_any_work(runs, tmp_path):

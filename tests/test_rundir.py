@@ -206,3 +206,84 @@ def test_every_subcommand_refuses_an_unknown_option(tmp_path, capsys, monkeypatc
     monkeypatch.chdir(tmp_path)
     assert refused(capsys, *argv) == f"cmtp: error: {message}"
     assert list(tmp_path.iterdir()) == []  # `run` wrote nothing, not even the default runs/ folder
+
+
+# --- found by a hostile re-test after the fixes above ------------------------------------------------------------
+
+def test_a_users_empty_folders_are_never_removed(tmp_path, capsys):
+    """Before: `--out` holding only empty folders counted as empty, and they were deleted to make room."""
+    out = tmp_path / "music"
+    (out / "photos" / "2024").mkdir(parents=True)
+    for flags in ([], ["--overwrite"]):
+        assert "holds files no cmtp run made (photos/" in refused(capsys, "run", CONFIG, "--out", str(out), *flags)
+    assert (out / "photos" / "2024").is_dir()
+    run = tmp_path / "run"
+    assert main(["run", CONFIG, "--out", str(run)]) == 0
+    (run / "my_project" / "sub").mkdir(parents=True)
+    assert "did not write (my_project/" in refused(capsys, "run", CONFIG, "--out", str(run), "--overwrite")
+    assert (run / "my_project" / "sub").is_dir()
+
+
+def test_a_file_saved_into_out_during_the_run_keeps_both_runs(tmp_path, capsys, monkeypatch):
+    """Before: the earlier run's files were removed, the rename failed, and the finished run was deleted too."""
+    from cmtp.pipelines import rundir
+
+    out = tmp_path / "run"
+    assert main(["run", CONFIG, "--out", str(out)]) == 0
+    earlier = snapshot(out)
+    finish = rundir.RunFolder.finish
+
+    def user_saves_a_file_first(folder, pipeline):
+        (out / "notes.txt").write_text("saved meanwhile", "utf-8")
+        finish(folder, pipeline)
+
+    monkeypatch.setattr(rundir.RunFolder, "finish", user_saves_a_file_first)
+    err = refused(capsys, "run", CONFIG, "--out", str(out), "--overwrite")
+    assert "notes.txt appeared in it during the run; nothing was replaced" in err
+    assert snapshot(out) == {**earlier, "notes.txt": b"saved meanwhile"}
+    staging = tmp_path / ".run.cmtp-staging"
+    assert (staging / MANIFEST).is_file() and str(staging) in err  # the finished run is where the line says
+
+
+def test_an_out_that_cannot_be_created_is_one_line(tmp_path, capsys):
+    """Before: a 16-line traceback from the lock file's open (a read-only folder, /proc, a too-long name)."""
+    for out, cause in (("/proc/cmtp_run", "cannot write beside it"), (str(tmp_path / ("x" * 250)), "File name too long")):
+        assert cause in refused(capsys, "run", CONFIG, "--out", out)
+
+
+def test_an_empty_out_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert "--out: empty" in refused(capsys, "run", CONFIG, "--out", "")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_inspect_html_never_replaces_a_file_unless_asked_nor_a_shard_ever(finished, tmp_path, capsys):
+    """Before: `--html` wrote over any file, even the run's own data shard."""
+    shard = next((finished / "data").glob("part-*.parquet"))
+    before = shard.read_bytes()
+    for flags in ([], ["--overwrite"]):
+        assert "inside the run's data/" in refused(capsys, "inspect", str(finished), "--samples", "0", "--html",
+                                                   str(shard), *flags)
+    assert shard.read_bytes() == before
+    page = tmp_path / "page.html"
+    page.write_text("mine", "utf-8")
+    assert "already exists; pass --overwrite" in refused(capsys, "inspect", str(finished), "--samples", "0", "--html",
+                                                         str(page))
+    assert page.read_text("utf-8") == "mine"
+
+
+def test_ctrl_c_stops_a_run_in_one_line_and_leaves_nothing(tmp_path):
+    """Before: an 83-line KeyboardInterrupt traceback (the cleanup itself was right)."""
+    out = tmp_path / "run"
+    staging = tmp_path / ".run.cmtp-staging"
+    run = subprocess.Popen([sys.executable, "-m", "cmtp.pipelines.cli", "run", CONFIG, "--out", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (staging / "config.yaml").exists():
+        assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be interrupted"
+        time.sleep(0.01)
+    run.send_signal(signal.SIGINT)
+    err = [line for line in run.communicate(timeout=120)[1].splitlines()
+           if line.startswith("cmtp:") or "Traceback" in line]
+    assert run.returncode == 130 and err == ["cmtp: interrupted"]
+    assert not out.exists() and not staging.exists()

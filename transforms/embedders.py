@@ -17,8 +17,10 @@ retries the hub for minutes and fails in its workers.
 """
 from __future__ import annotations
 
+import glob
 import importlib
 import importlib.util
+import json
 import os
 from importlib.metadata import version
 from typing import Optional, Protocol, Sequence
@@ -106,17 +108,42 @@ def locate_model(model: str) -> str:
     """The local folder of a sentence-transformers model: a folder as given, a package's model, or a hub name's
     snapshot in the Hugging Face cache. Raises ModelUnavailable; nothing is downloaded."""
     if model.startswith("package:"):
-        return _package_model(model)
+        return _checked_folder(model, _package_model(model))
     if os.path.isdir(os.path.expanduser(model)):
-        return os.path.expanduser(model)
+        return _checked_folder(model, os.path.expanduser(model))
     cached = _cached_model(model)
     if cached:
-        return cached
+        return _checked_folder(model, cached)
     raise ModelUnavailable(
         f"model {model!r} not found: no folder {os.path.abspath(os.path.expanduser(model))!r} and not in the "
         f"Hugging Face cache {_hub_cache()!r} (models are never downloaded); give a local folder, "
         f"`package:<module>`, or fill the cache (`hf download {model}` where there is network, "
         "HF_HOME pointing at it) and set HF_HUB_OFFLINE=1")
+
+
+_WEIGHTS = ("*.safetensors", "pytorch_model*.bin", "*/*.safetensors", "*/pytorch_model*.bin")
+
+
+def _checked_folder(model: str, folder: str) -> str:
+    """The folder, once it looks like a loadable model: a config.json that parses and weights beside it (at the top
+    or in a module's subfolder, as older sentence-transformers models keep them); ModelUnavailable otherwise, so a
+    broken download fails in one line before a pipeline starts instead of in every worker."""
+    configs = sorted(glob.glob(os.path.join(folder, "config.json")) + glob.glob(os.path.join(folder, "*", "config.json")))
+    if not configs:
+        raise ModelUnavailable(f"model {model!r}: {folder} holds no config.json: not a model folder (an interrupted "
+                               "download?)")
+    for config in configs:
+        try:
+            with open(config, encoding="utf-8") as handle:
+                if not isinstance(json.load(handle), dict):
+                    raise ValueError("not a JSON object")
+        except (OSError, ValueError) as error:
+            raise ModelUnavailable(f"model {model!r}: {config} cannot be read ({error}); replace the model "
+                                   "folder") from None
+    if not any(glob.glob(os.path.join(folder, pattern)) for pattern in _WEIGHTS):
+        raise ModelUnavailable(f"model {model!r}: {folder} holds no weights (*.safetensors, pytorch_model.bin); "
+                               "replace the model folder")
+    return folder
 
 
 class SentenceTransformerEmbedder:

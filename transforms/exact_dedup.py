@@ -8,13 +8,16 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from cmtp.schemas import Pair, Reject
+from cmtp.transforms.normalize import dedup_form
 from cmtp.transforms.survivor import SurvivorOrder
 
 REJECTS = "rejects"
 
 
 def content_key(pair: Pair, scope: str = "pair", within_source: bool = False) -> bytes:
-    text = pair.passage if scope == "passage" else f"{pair.query}\x1f{pair.passage}"
+    """The hash copies share: of the texts with punctuation width folded (normalization keeps `，` as written, and
+    real answers are written once with `，` and once with `,`)."""
+    text = dedup_form(pair.passage) if scope == "passage" else f"{dedup_form(pair.query)}\x1f{dedup_form(pair.passage)}"
     if within_source:
         text = f"{pair.source}\x1f{text}"
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()

@@ -9,6 +9,7 @@ import gzip
 import io
 import os
 import re
+import stat
 import zipfile
 import zlib
 from typing import IO, Any, Iterator, NamedTuple, Optional
@@ -29,10 +30,36 @@ def expand_paths(pattern: str) -> list[str]:
     """The files a path or glob names, sorted, with any folder the glob could not list (the reader rejects it by
     name: glob alone skips it in silence); works for local paths and any Beam filesystem (gs://, s3://)."""
     if FileSystems.get_scheme(pattern) is None:  # local: glob handles ** and gives a stable order
-        files = [p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
-        return sorted(files + unlistable_folders(pattern))
+        entries = [p for p in glob.glob(pattern, recursive=True) if not os.path.isdir(p)]
+        return sorted(_once_each(entries) + unlistable_folders(pattern))
     (result,) = FileSystems.match([pattern])
     return sorted(m.path for m in result.metadata_list)
+
+
+def _once_each(paths: list[str]) -> list[str]:
+    """The shortest path to each file: `**` follows links to folders, so a link loop (`a/loop -> ..`) names one
+    file many times. Entries that are not regular files (a dangling link, a FIFO) stay, for the reader to reject."""
+    shortest: dict[str, str] = {}
+    for path in paths:
+        real = os.path.realpath(path)
+        if real not in shortest or (path.count(os.sep), path) < (shortest[real].count(os.sep), shortest[real]):
+            shortest[real] = path
+    return list(shortest.values())
+
+
+def not_a_regular_file(path: str) -> Optional[str]:
+    """Why a local input path cannot be read as a file (a dangling link, a FIFO, a device), or None. Checked before
+    opening: opening a FIFO would wait for a writer forever."""
+    if FileSystems.get_scheme(path) is not None or os.path.isdir(path):
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return f"{path} is a link to {os.readlink(path)!r}, which does not exist" if os.path.islink(path) \
+            else f"{path} no longer exists"
+    except OSError as error:
+        return f"{path}: {error.strerror}"
+    return None if stat.S_ISREG(mode) else f"{path} is not a regular file (a FIFO, socket or device)"
 
 
 def unlistable_folders(pattern: str) -> list[str]:
@@ -261,21 +288,47 @@ def redecode(texts: list[str]) -> Optional[list[str]]:
     return [part.decode("gb18030") for part in raw]
 
 
+MAX_LINE_BYTES = 64 << 20  # a line over this (16M characters of up to 4 bytes) is skipped, not held
+
+
 class Line(NamedTuple):
     number: int  # 1-based
-    text: Optional[str]  # None when the bytes are neither UTF-8 nor GB18030
-    raw: bytes
+    text: Optional[str]  # None when the bytes are neither UTF-8 nor GB18030, or the line is too large
+    raw: bytes  # the line's bytes; only its first MAX_LINE_BYTES when it is too large
     offset: int  # where the line starts, in bytes of the (decompressed) file
     cut: bool  # the file's bytes end inside this line: it is truncated
+    too_large: int = 0  # the whole line's size in bytes when over MAX_LINE_BYTES (then skipped, never held)
+
+
+def _raw_lines(stream: IO[bytes]) -> Iterator[tuple[bytes, int]]:
+    """(bytes, size) per line; a line over MAX_LINE_BYTES comes as its head and its full size, the rest of it read
+    past a mebibyte at a time, so a decompression bomb of one line cannot fill memory."""
+    while True:
+        raw = stream.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        size = len(raw)
+        if size > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            raw = raw[:MAX_LINE_BYTES]
+            while True:
+                more = stream.readline(1 << 20)
+                size += len(more)
+                if not more or more.endswith(b"\n"):
+                    break
+        yield raw, size
 
 
 def iter_lines(stream: IO[bytes], keep_ends: bool = False) -> Iterator[Line]:
     """The file's lines (without their endings unless asked), each decoded on its own so one bad line cannot sink
-    the file; the last is marked `cut` when reading failed inside it (a .gz or .zst cut short)."""
+    the file; the last is marked `cut` when reading failed inside it (a .gz or .zst cut short). A byte-order mark
+    opening any line is dropped: files joined with `cat` carry one at each join."""
     offset = 0
-    for number, raw in enumerate(stream, start=1):
-        start, offset = offset, offset + len(raw)
-        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+    for number, (raw, size) in enumerate(_raw_lines(stream), start=1):
+        start, offset = offset, offset + size
+        if size > len(raw):
+            yield Line(number, None, raw[:1024], start, False, size)
+            continue
+        if raw.startswith(codecs.BOM_UTF8):
             raw, start = raw[len(codecs.BOM_UTF8):], start + len(codecs.BOM_UTF8)
         cut = not raw.endswith(b"\n") and failure_of(stream) is not None
         body = raw if keep_ends else raw.rstrip(b"\r\n")

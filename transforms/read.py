@@ -1,6 +1,7 @@
 """Read a source's files into records; what cannot be read becomes a located reject (stage `read`)."""
 from __future__ import annotations
 
+import codecs
 import gzip
 import os
 import re
@@ -14,7 +15,7 @@ import zstandard
 from apache_beam.metrics import Metrics
 
 from cmtp.schemas import Reject, pair_id
-from cmtp.transforms.io import open_binary
+from cmtp.transforms.io import not_a_regular_file, open_binary
 from cmtp.transforms.report import STATS, stat
 from cmtp.transforms.sources import ExtractError, Source, SourceRecord
 from cmtp.transforms.sources.layouts import DAMAGE_REASONS, Item, LayoutError, Parsed
@@ -51,8 +52,16 @@ class _ReadFile(beam.DoFn):
         if os.path.isdir(path):  # a folder its glob could not list (see io.expand_paths)
             yield self._reject(path, "file", "unreadable", _unlisted_folder(path))
             return
+        problem = not_a_regular_file(path)
+        if problem:
+            yield self._reject(path, "file", "unreadable", problem)
+            return
         try:
             with open_binary(path) as stream:
+                if stream.peek(2)[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+                    yield self._reject(path, "file", "undecodable", "UTF-16 text (it opens with a UTF-16 byte-order "
+                                       "mark); re-encode the file as UTF-8")
+                    return
                 cut = False  # a record the end of the bytes cut is already a `truncated` reject
                 for item in self._source.parse(path, stream):
                     if isinstance(item, Parsed):
@@ -97,6 +106,8 @@ def check_layout(source: Source, path: str, probe: int = 5) -> Optional[str]:
     empty, cut short, unreadable or holds bad bytes passes, and is rejected while reading, keeping
     every record that can be read.
     """
+    if not_a_regular_file(path):
+        return None  # rejected while reading, without opening it
     try:
         with open_binary(path) as stream:
             items = [item for item in islice(source.parse(path, stream), probe) if not _damaged(item)]

@@ -1,6 +1,8 @@
-"""Length rules: per side in characters (zh) or words (en), with per-kind bounds, and the query/passage ratio."""
+"""Length rules: per side in characters (zh) or words (en), with per-kind bounds, the query/passage ratio, and short
+answers that must be whole."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
@@ -44,4 +46,28 @@ class LengthRatioRule:
         query, passage = length(pair.query, self.unit), length(pair.passage, self.unit)
         if query > self.max_ratio * max(passage, 1):
             return Drop("query_longer_than_passage", f"{query}/{passage} {self.unit} > {self.max_ratio}")
+        return None
+
+
+_SENTENCE_END = re.compile(r"[。！？!?…\.」』”’\"'）)]\s*$")
+
+
+@dataclass(frozen=True)
+class FragmentRule:
+    """Drop a pair whose `side`, in a pair kind of `kinds`, is shorter than `below` characters and does not end as
+    a sentence ends (。！？!?… or a closing quote or bracket): a short answer is whole ("周扬。", "心诚则灵!"), the
+    first characters of a cut one are not ("硝酰氟（化")."""
+
+    side: str
+    kinds: frozenset[str]
+    below: int = 6
+    unit: str = "chars"
+
+    def __call__(self, pair: Pair) -> Optional[Drop]:
+        if pair.kind not in self.kinds:
+            return None
+        text = side_text(pair, self.side)
+        n = length(text, self.unit)
+        if n < self.below and not _SENTENCE_END.search(text):
+            return Drop(f"{self.side}_fragment", f"{n} {self.unit} < {self.below}, no sentence end")
         return None

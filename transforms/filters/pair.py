@@ -8,6 +8,7 @@ from typing import FrozenSet, Optional
 
 from cmtp.schemas import Pair
 from cmtp.transforms.filters.base import Drop
+from cmtp.transforms.sources.judgments import POSITIVE
 
 _NOT_WORD = re.compile(r"[\W_]+")
 
@@ -31,18 +32,27 @@ class EmptySideRule:
 
 @dataclass(frozen=True)
 class SameTextRule:
-    """Drop a pair whose passage says nothing beyond the query: the same text, the query repeated, or a prefix
-    of the query (a truncated title standing in for a body)."""
+    """Drop a pair whose passage says nothing beyond the query: the same text, the query repeated, or (with
+    `prefix`) a prefix of the query (a truncated title standing in for a body).
+
+    Sentence-pair tasks turn `prefix` off: "天津长征医院的药 / 天津长征医院" is LCQMC's hard negative, not a
+    truncation. With `keep_identical_positives` a positive whose sides are the same text is kept (a paraphrase
+    set's trivial positive); an identical negative contradicts its label and is dropped either way."""
+
+    prefix: bool = True
+    keep_identical_positives: bool = False
 
     def __call__(self, pair: Pair) -> Optional[Drop]:
         query, passage = compact(pair.query), compact(pair.passage)
         if not query or not passage:
             return None
         if query == passage:
+            if self.keep_identical_positives and pair.kind == POSITIVE:
+                return None
             return Drop("identical_sides", "query and passage are the same text")
         if not passage.replace(query, ""):
             return Drop("passage_repeats_query", f"passage is the query {len(passage) // len(query)} times")
-        if query.startswith(passage):
+        if self.prefix and query.startswith(passage):
             return Drop("passage_is_query_prefix", f"passage is the first {len(passage)} characters of the query")
         return None
 

@@ -15,7 +15,16 @@ from typing import IO, Any, Iterator, NamedTuple, Optional, Union
 
 import pyarrow.parquet as pq
 
-from cmtp.transforms.io import Line, decode, failure_of, first_bad_byte, has_escapes, holds_surrogates, iter_lines
+from cmtp.transforms.io import (
+    MAX_LINE_BYTES,
+    Line,
+    decode,
+    failure_of,
+    first_bad_byte,
+    has_escapes,
+    holds_surrogates,
+    iter_lines,
+)
 
 _WS = re.compile(r"\s*")
 _RECORDS_WRAPPER = re.compile(r'\s*\{\s*"RECORDS"\s*:\s*\[')
@@ -405,8 +414,11 @@ def load_json_document(stream: IO[bytes]) -> Item | None:
 
 
 def _damaged(line: Line, stream: IO[bytes]) -> Unparsed:
-    """A line cut by the file's end, or whose bytes are neither UTF-8 nor GB18030."""
+    """A line cut by the file's end, over the size limit, or whose bytes are neither UTF-8 nor GB18030."""
     where, snippet = f"line {line.number}", line.raw[:_SNIPPET].decode("utf-8", "replace")
+    if line.too_large:
+        return Unparsed(where, "record_too_large", f"the line holds {line.too_large:,} bytes, over the limit of "
+                        f"{MAX_LINE_BYTES:,}; skipped", snippet)
     if line.cut:
         return Unparsed(where, "truncated", f"the file ends inside this line, at byte {line.offset + len(line.raw)}: "
                         f"{failure_of(stream)}", snippet)
