@@ -24,6 +24,7 @@ from typing import Optional
 import apache_beam as beam
 
 from cmtp.schemas import Pair
+from cmtp.transforms.furniture import strip_furniture
 
 _SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?>|<!--.*?-->|<![a-zA-Z][^<>]*>|<\?xml[^<>]*\?>", re.DOTALL)
@@ -139,12 +140,16 @@ class _Normalize(beam.DoFn):
             self._converter = opencc.OpenCC("t2s")
 
     def process(self, pair: Pair):
-        yield pair._replace(query=normalize_text(pair.query, self._converter, self._nfkc),
-                            passage=normalize_text(pair.passage, self._converter, self._nfkc))
+        passage, removed = strip_furniture(normalize_text(pair.passage, self._converter, self._nfkc))
+        if removed:
+            flag = f"furniture_removed:{removed}"
+            pair = pair._replace(flags=f"{pair.flags};{flag}" if pair.flags else flag)
+        yield pair._replace(query=normalize_text(pair.query, self._converter, self._nfkc), passage=passage)
 
 
 class NormalizePairs(beam.PTransform):
-    """Pairs -> the same pairs with normalized text; ids are kept, so a pair is traceable to its raw input."""
+    """Pairs -> the same pairs with normalized text, page-furniture lines taken out of passages (counted in the
+    pair's flags, transforms/furniture.py); ids are kept, so a pair is traceable to its raw input."""
 
     def __init__(self, t2s: bool = False, nfkc: bool = False):
         super().__init__()
