@@ -66,15 +66,19 @@ class _Stub(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def stub():
-    _Stub.script, _Stub.seen = [], []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def serve(handler):
+    """A local HTTP server for `handler` on a free loopback port, in a thread: yields its /v1 endpoint."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/v1"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def stub():
+    _Stub.script, _Stub.seen = [], []
+    yield from serve(_Stub)
 
 
 def test_chat_client_retries_429_and_500_then_caches(stub, tmp_path, monkeypatch):
@@ -196,12 +200,7 @@ class _Hostile(BaseHTTPRequestHandler):
 @pytest.fixture
 def hostile():
     _Hostile.script = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    yield from serve(_Hostile)
 
 
 def chat_querygen(endpoint: str, cache, **chat) -> object:
