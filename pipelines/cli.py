@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
 import apache_beam as beam
@@ -21,7 +22,16 @@ from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptio
 from cmtp.pipelines import labeled, unlabeled
 from cmtp.pipelines.config import ConfigError, LoadedConfig, load_config, resolved_yaml
 from cmtp.pipelines.profiles import ProfileError, load_profile
-from cmtp.pipelines.rundir import RunDirError, RunFolder, check_out, input_roots, replaceable, require_finished
+from cmtp.pipelines.rundir import (
+    MANIFEST,
+    RunDirError,
+    RunFolder,
+    check_out,
+    input_roots,
+    read_manifest,
+    replaceable,
+    require_finished,
+)
 from cmtp.transforms import progress
 from cmtp.transforms.read import check_layout
 
@@ -161,6 +171,17 @@ def run(loaded: LoadedConfig, out_dir: str, beam_args: Sequence[str], prepared=N
         return {}
     with open(os.path.join(out_dir, "report.json"), encoding="utf-8") as handle:
         return json.load(handle)
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether an error is a KeyboardInterrupt that Beam re-raised as its own (chained, or quoted in the text)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, KeyboardInterrupt) or str(error).startswith("KeyboardInterrupt"):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _disk_full(error: BaseException) -> bool:
@@ -305,6 +326,10 @@ def _outside_run_shards(flag: str, path: str, run_dir: str) -> None:
 def _check_page_target(page: str, run_dir: str, overwrite: bool) -> None:
     """Refuse to write the HTML page over a file unless asked, and ever into a run's shards."""
     _outside_run_shards("--html", page, run_dir)
+    real = os.path.realpath(page)
+    listed = read_manifest(Path(run_dir)) or {"files": []}
+    if any(real == os.path.realpath(os.path.join(run_dir, name)) for name in listed["files"] + [MANIFEST]):
+        raise UsageError(f"--html {page}: one of the run's own files; write the page elsewhere")
     if os.path.lexists(page) and not overwrite:
         raise UsageError(f"--html {page}: already exists; pass --overwrite to replace it")
 
@@ -434,6 +459,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("cmtp: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # an API key refused by the query generator's server stops the run, in one line
+        if _interrupted(error):  # Ctrl-C inside a DoFn reaches here wrapped in Beam's RuntimeError
+            print("cmtp: interrupted", file=sys.stderr)
+            return 130
         from cmtp.transforms.querygen import auth_failure
 
         message = auth_failure(error)

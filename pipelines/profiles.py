@@ -55,9 +55,13 @@ def load_profile(name: str) -> Profile:
         known = ", ".join(sorted(p.stem for p in PROFILES.glob("*.yaml")))
         raise ProfileError(f"--profile {name}: no such profile (shipped: {known}; or give a path)")
     try:
-        raw = yaml.safe_load(path.read_text("utf-8")) or {}
+        raw = yaml.safe_load(path.read_bytes().decode("utf-8-sig")) or {}
     except yaml.YAMLError as error:
         raise ProfileError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+    except UnicodeDecodeError as error:
+        raise ProfileError(f"{path}: not UTF-8 text (byte {error.start}); save the profile as UTF-8") from None
+    except OSError as error:
+        raise ProfileError(f"{path}: cannot read the profile: {error.strerror}") from None
     unknown = sorted(set(raw) - {"options", "config"}) if isinstance(raw, dict) else ["(not a mapping)"]
     if unknown:
         raise ProfileError(f"{path}: unknown key {unknown[0]!r}; a profile has `options` (Beam flags) and `config`")

@@ -65,6 +65,10 @@ def check_out(out: str, inputs: Iterable[str | Path]) -> Path:
     that is or lies under a file, `/`, home, a repository root, and any overlap with an input."""
     if not out.strip():
         raise RunDirError("--out: empty; give the run folder's path, e.g. runs/x")
+    try:
+        out.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RunDirError(f"--out {out!r}: not UTF-8; give a folder name in UTF-8") from None
     if out.startswith("~"):
         raise RunDirError(f"--out {out}: '~' was not expanded (quoted, or not at a word's start); "
                           "give the folder's full path, e.g. $HOME/runs/x")
@@ -73,6 +77,9 @@ def check_out(out: str, inputs: Iterable[str | Path]) -> Path:
         if ancestor.exists() and not ancestor.is_dir():
             what = "is a file" if ancestor == path else f"lies under {ancestor}, which is a file"
             raise RunDirError(f"--out {out}: {what}, not a folder")
+    if path.is_mount():
+        raise RunDirError(f"--out {out}: is a mount point: a finished run is renamed into place, which a mount point "
+                          "cannot take; write to a folder inside it")
     why = _forbidden(path)
     if why:
         raise RunDirError(f"--out {out}: refused: it {why}; choose a folder of its own, e.g. runs/x")

@@ -190,6 +190,13 @@ def test_a_broken_model_folder_is_refused_in_one_line_before_the_run(tmp_path, h
     for weights in snapshot.rglob("pytorch_model*.bin"):
         weights.unlink()
     assert "holds no weights" in refused(tmp_path, base + "scoring: {backend: sentence-transformers}\n")
+    real = hub_cache("other/model")  # a weights file cut short, as an interrupted download leaves it
+    weights = next(real.rglob("*.safetensors"))
+    data = weights.read_bytes()
+    weights.unlink()
+    weights.write_bytes(data[: len(data) // 2])
+    message = refused(tmp_path, base + f"scoring: {{backend: sentence-transformers, model: '{real}', threshold: 0.5}}\n")
+    assert "is cut short: it holds" in message
 
 
 def test_scoring_threshold_defaults_to_the_models_calibrated_one_or_is_required(tmp_path, hub_cache):

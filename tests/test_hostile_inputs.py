@@ -341,12 +341,14 @@ def test_half_a_character_in_a_json_escape_is_one_rejected_record(tmp_path, text
 # --- found by a hostile re-test after the fixes above ------------------------------------------------------------
 
 def test_a_symlink_loop_under_a_recursive_glob_reads_each_file_once(tmp_path, texts):
-    """Before: `data/a/loop -> ..` made `data/**/*.tsv` read one 30-line file 41 times (1,230 records read)."""
+    """Before: `data/a/loop -> ..` made `data/**/*.tsv` read one 30-line file 41 times (1,230 records read), and
+    a second such link made glob walk 2^40 paths, never returning."""
     folder = tmp_path / "data"
     (folder / "a").mkdir(parents=True)
     path = folder / "csl.tsv"
     path.write_text("".join(f"to title\t{body}\t{title}\n" for title, body in texts[:30]), encoding="utf-8")
     (folder / "a" / "loop").symlink_to("..")
+    (folder / "a" / "again").symlink_to("..")
     out = run(tmp_path, {"csl": [folder / "**" / "*.tsv"]})
     good = {f"line {n + 1}": {"title": title, "abstract": body} for n, (title, body) in enumerate(texts[:30])}
     accounted(out, "csl", path, good, {})
@@ -420,3 +422,14 @@ def test_a_file_name_that_is_not_utf8_is_refused_in_one_line(tmp_path, texts, ca
     assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert "is not UTF-8; rename it" in err and "\n" not in err
+
+
+def test_a_whole_json_document_over_the_size_limit_is_one_reject(tmp_path, texts, monkeypatch):
+    """Before: a 3 MB .json.gz of a CMRC document holding gigabytes was read whole (over 9 GB, at the layout check)."""
+    from cmtp.transforms.sources import layouts
+
+    monkeypatch.setattr(layouts, "MAX_DOCUMENT_BYTES", 1 << 20)
+    path = tmp_path / "cmrc.json.gz"
+    path.write_bytes(gzip.compress(b'{"data": [' + b" " * (2 << 20) + b"]}"))
+    out = run(tmp_path, {"cmrc2018": [path]})
+    accounted(out, "cmrc2018", path, {}, {"document": "record_too_large"})

@@ -287,3 +287,24 @@ def test_ctrl_c_stops_a_run_in_one_line_and_leaves_nothing(tmp_path):
            if line.startswith("cmtp:") or "Traceback" in line]
     assert run.returncode == 130 and err == ["cmtp: interrupted"]
     assert not out.exists() and not staging.exists()
+
+
+def test_an_out_that_is_a_mount_point_or_not_utf8_is_refused(tmp_path, capsys):
+    """Before: a mount point took the rename as EBUSY after the earlier run was removed; a non-UTF-8 name was a
+    traceback."""
+    assert "is a mount point" in refused(capsys, "run", CONFIG, "--out", "/proc")
+    assert "not UTF-8" in refused(capsys, "run", CONFIG, "--out", str(tmp_path) + "/o\udcff7")
+
+
+def test_inspect_html_never_writes_over_the_runs_own_files(finished, capsys):
+    for name in ("report.json", "README.md", MANIFEST):
+        before = (finished / name).read_bytes()
+        assert "one of the run's own files" in refused(capsys, "inspect", str(finished), "--samples", "0", "--html",
+                                                       str(finished / name), "--overwrite")
+        assert (finished / name).read_bytes() == before
+
+
+def test_a_profile_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    profile = tmp_path / "p.yaml"
+    profile.write_bytes("# 中文\noptions: {}\n".encode("gb18030"))
+    assert "not UTF-8 text" in refused(capsys, "run", CONFIG, "--profile", str(profile), "--out", str(tmp_path / "o"))

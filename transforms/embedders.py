@@ -22,6 +22,7 @@ import importlib
 import importlib.util
 import json
 import os
+import zipfile
 from importlib.metadata import version
 from typing import Optional, Protocol, Sequence
 
@@ -140,10 +141,39 @@ def _checked_folder(model: str, folder: str) -> str:
         except (OSError, ValueError) as error:
             raise ModelUnavailable(f"model {model!r}: {config} cannot be read ({error}); replace the model "
                                    "folder") from None
-    if not any(glob.glob(os.path.join(folder, pattern)) for pattern in _WEIGHTS):
+    weights = sorted({path for pattern in _WEIGHTS for path in glob.glob(os.path.join(folder, pattern))})
+    if not weights:
         raise ModelUnavailable(f"model {model!r}: {folder} holds no weights (*.safetensors, pytorch_model.bin); "
                                "replace the model folder")
+    for path in weights:
+        problem = _weights_problem(path)
+        if problem:
+            raise ModelUnavailable(f"model {model!r}: {path} {problem} (an interrupted download?); replace the model "
+                                   "folder")
     return folder
+
+
+def _weights_problem(path: str) -> Optional[str]:
+    """Why a weights file cannot be whole, read from its structure without loading it: a safetensors header that
+    does not parse or promises more bytes than the file holds; a torch zip without its central directory."""
+    size = os.path.getsize(path)
+    if path.endswith(".safetensors"):
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if length < 0 or 8 + length > size:
+                return "is cut short: its header is incomplete"
+            try:
+                header = json.loads(handle.read(length))
+                end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+            except (ValueError, KeyError, TypeError, IndexError):
+                return "has a header that does not parse"
+        return f"is cut short: it holds {size:,} bytes of {8 + length + end:,}" if 8 + length + end > size else None
+    with open(path, "rb") as handle:
+        magic = handle.read(2)
+    if not magic:
+        return "is empty"
+    return "is a zip cut short (no central directory)" if magic == b"PK" and not zipfile.is_zipfile(path) else None
 
 
 class SentenceTransformerEmbedder:

@@ -30,10 +30,43 @@ def expand_paths(pattern: str) -> list[str]:
     """The files a path or glob names, sorted, with any folder the glob could not list (the reader rejects it by
     name: glob alone skips it in silence); works for local paths and any Beam filesystem (gs://, s3://)."""
     if FileSystems.get_scheme(pattern) is None:  # local: glob handles ** and gives a stable order
-        entries = [p for p in glob.glob(pattern, recursive=True) if not os.path.isdir(p)]
+        matched = _recursive_glob(pattern) if "**" in pattern else glob.glob(pattern)
+        entries = [p for p in matched if not os.path.isdir(p)]
         return sorted(_once_each(entries) + unlistable_folders(pattern))
     (result,) = FileSystems.match([pattern])
     return sorted(m.path for m in result.metadata_list)
+
+
+def _recursive_glob(pattern: str) -> list[str]:
+    """What `glob.glob(pattern, recursive=True)` matches, each folder walked once: glob follows links to folders,
+    so two links back to a parent (`d/l1 -> ..`, `d/l2 -> ..`) make it walk 2^40 paths and never return."""
+    parts = pattern.split(os.sep)
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    root, wild = os.sep.join(parts[:fixed]) or (os.sep if pattern.startswith(os.sep) else os.curdir), parts[fixed:]
+    found, walked = [], set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in walked:  # reached again through a link: already listed
+            subfolders[:] = []
+            continue
+        walked.add(real)
+        below = [] if folder == root else os.path.relpath(folder, root).split(os.sep)
+        subfolders[:] = [name for name in subfolders if _glob_lists(below + [name], wild)]
+        found += [os.path.normpath(os.path.join(folder, name)) for name in files if _glob_matches(below + [name], wild)]
+    return found
+
+
+def _glob_matches(path: list[str], wild: list[str]) -> bool:
+    """Whether glob's `wild` components match the path's components below the root (`**`: any folders, hidden
+    ones excepted; a hidden name only by a pattern that starts with a dot)."""
+    if not wild:
+        return not path
+    if wild[0] == "**":
+        return _glob_matches(path, wild[1:]) or (bool(path) and not path[0].startswith(".")
+                                                 and _glob_matches(path[1:], wild))
+    if not path or (path[0].startswith(".") and not wild[0].startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(path[0], wild[0]) and _glob_matches(path[1:], wild[1:])
 
 
 def _once_each(paths: list[str]) -> list[str]:

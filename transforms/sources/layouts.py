@@ -35,6 +35,7 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # `\ud800`..`\udfff` in JS
 _PARTIAL_TOKEN = re.compile(r"-|\.|[eE][-+]?|t|tr|tru|f|fa|fal|fals|n|nu|nul")  # a literal or number cut short
 _CHUNK = 1 << 20
 _MAX_RECORD_CHARS = 16 << 20
+MAX_DOCUMENT_BYTES = 1 << 30  # a whole-file JSON document (SQuAD-style) is held in memory: CMRC's train set is 9 MB
 _SNIPPET = 200
 _DECODER = json.JSONDecoder()
 DAMAGE_REASONS = frozenset({"undecodable", "truncated", "record_too_large", "too_deep"})
@@ -388,7 +389,10 @@ def load_json_document(stream: IO[bytes]) -> Item | None:
     The document is decoded as a whole (UTF-8, else GB18030); bytes that are neither stay as surrogate escapes
     for the caller to reject the records holding them (see io.redecode). Any other syntax error raises
     LayoutError with its location."""
-    raw = stream.read()
+    raw = stream.read(MAX_DOCUMENT_BYTES + 1)  # bounded: a small .gz can hold gigabytes
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        return Unparsed("document", "record_too_large", f"the document is over {MAX_DOCUMENT_BYTES:,} bytes "
+                        "(decompressed); split it, or read it as JSON lines", "")
     raw = raw[len(codecs.BOM_UTF8):] if raw.startswith(codecs.BOM_UTF8) else raw
     text = decode(raw)
     text = raw.decode("utf-8", "surrogateescape") if text is None else text
