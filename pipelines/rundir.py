@@ -77,12 +77,12 @@ def check_out(out: str, inputs: Iterable[str | Path]) -> Path:
         if ancestor.exists() and not ancestor.is_dir():
             what = "is a file" if ancestor == path else f"lies under {ancestor}, which is a file"
             raise RunDirError(f"--out {out}: {what}, not a folder")
-    if path.is_mount():
-        raise RunDirError(f"--out {out}: is a mount point: a finished run is renamed into place, which a mount point "
-                          "cannot take; write to a folder inside it")
     why = _forbidden(path)
     if why:
         raise RunDirError(f"--out {out}: refused: it {why}; choose a folder of its own, e.g. runs/x")
+    if path.is_mount():
+        raise RunDirError(f"--out {out}: is a mount point: a finished run is renamed into place, which a mount point "
+                          "cannot take; write to a folder inside it")
     roots = sorted({_real(i) for i in inputs})
     for relation, overlaps in (("is", lambda root: path == root), ("lies inside", lambda root: _inside(path, root)),
                                ("holds", lambda root: _inside(root, path))):
