@@ -173,26 +173,24 @@ def run(loaded: LoadedConfig, out_dir: str, beam_args: Sequence[str], prepared=N
         return json.load(handle)
 
 
-def _interrupted(error: BaseException) -> bool:
-    """Whether an error is a KeyboardInterrupt that Beam re-raised as its own (chained, or quoted in the text)."""
+def _chain(error: BaseException):
+    """The error and those it was raised from: Beam re-raises a worker's error inside its own."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if isinstance(error, KeyboardInterrupt) or str(error).startswith("KeyboardInterrupt"):
-            return True
+        yield error
         error = error.__cause__ or error.__context__
-    return False
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether an error is a KeyboardInterrupt that Beam re-raised as its own (chained, or quoted in the text)."""
+    return any(isinstance(e, KeyboardInterrupt) or str(e).startswith("KeyboardInterrupt") for e in _chain(error))
 
 
 def _disk_full(error: BaseException) -> bool:
-    """Whether an error, or one it was raised from (Beam re-raises a worker's error in its own), is ENOSPC."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "No space left on device" in str(error):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+    """Whether an error, or one it was raised from, is ENOSPC."""
+    return any((isinstance(e, OSError) and e.errno == errno.ENOSPC) or "No space left on device" in str(e)
+               for e in _chain(error))
 
 
 def summary(report: dict) -> str:

@@ -13,6 +13,7 @@ that it rejects at the filter exactly the pairs the audit says it drops.
 """
 from __future__ import annotations
 
+import json
 import sys
 
 import pyarrow.parquet as pq
@@ -93,6 +94,8 @@ def run_rejects(config: dict, path, out) -> set[tuple[str, str]]:
     """(pair id, reason) of every filter reject of `cmtp run` on the config."""
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     assert main(["run", str(path), "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    assert report["balanced"], report["checks"]
     rows = [row for file in sorted((out / "rejects").glob("*.parquet")) for row in pq.read_table(file).to_pylist()]
     return {(row["id"], row["reason"]) for row in rows if row["stage"] == "filter"}
 

@@ -38,6 +38,8 @@ def finished(tmp_path_factory) -> Path:
     """One finished sample run, for the tests that only read it."""
     out = tmp_path_factory.mktemp("finished") / "run"
     assert main(["run", CONFIG, "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    assert report["balanced"], report["checks"]  # every record and pair accounted for
     return out
 
 
