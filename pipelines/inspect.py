@@ -237,6 +237,8 @@ def inspect_run(run_dir: str, selection: Selection = Selection()) -> dict[str, A
         "funnel": steps,
         "score_histograms": {s: h for s, h in histograms.items() if h},
         "threshold": (report.get("scorer") or {}).get("threshold"),
+        "consistency": {key: (report.get("scorer") or {}).get(key) for key in ("k", "pool_size")}
+        if (report.get("scorer") or {}).get("mode") == "consistency" else None,
         "samples": {"kept": kept_sample, "rejects": reject_samples},
     }
 
@@ -268,7 +270,10 @@ def render(result: dict, full: bool = False) -> str:
     for source, histogram in result["score_histograms"].items():
         most = max(histogram.values())
         threshold = result["threshold"]
-        lines.append(f"\nscores, {source}" + (f" (threshold {threshold})" if threshold is not None else "") + ":")
+        setting = (f" (threshold {threshold})" if threshold is not None else
+                   f" (cosine; kept by rank <= {result['consistency']['k']} in a pool of "
+                   f"{result['consistency']['pool_size']})" if result.get("consistency") else "")
+        lines.append(f"\nscores, {source}{setting}:")
         for low, n in sorted(histogram.items(), key=lambda item: float(item[0])):
             mark = " <" if threshold is not None and float(low) <= threshold < float(low) + 0.05 else ""
             lines.append(f"  {float(low):5.2f} {n:>8,} {_bar(n, most)}{mark}")
@@ -287,6 +292,7 @@ def render(result: dict, full: bool = False) -> str:
 
 def _row_line(row: dict, full: bool) -> str:
     score = f" score {row['score']:.3f}" if row.get("score") is not None else ""
+    score += f" rank {row['rank']}" if row.get("rank") is not None else ""
     head = f"  [{row.get('source')}/{row.get('task') or row.get('kind') or ''}{score}] {row.get('id')}"
     if "pos" in row:
         body = (f"\n      query: {_short(row['query'], full)}\n      pos: "

@@ -7,6 +7,7 @@ from apache_beam.io.filesystems import FileSystems
 from cmtp.pipelines.config import LoadedConfig
 from cmtp.pipelines.rules import general_rules
 from cmtp.schemas import PAIR_SCHEMA, REJECT_SCHEMA
+from cmtp.transforms.best_per_passage import OTHERS, BestPerPassage, FirstPerPassage
 from cmtp.transforms.exact_dedup import ExactDedup
 from cmtp.transforms.extract import ExtractPairs
 from cmtp.transforms.filters import GeneralFilter
@@ -61,34 +62,47 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
     rejects.append(filtered.rejects)
 
     order = SurvivorOrder(config.priorities, config.dedup.survivor.quality)
-    exact_config = config.dedup.exact
+    exact_config, near_config, scoring = config.dedup.exact, config.dedup.near, config.scoring
     late_rejects = []  # from dedup on: a survivor a dedup reject names may be dropped by any of these stages
-    for scope in ("pair", "passage"):
-        if getattr(exact_config, scope):
-            exact = pairs | f"ExactDedup {scope}" >> ExactDedup(order, scope, exact_config.within_source)
-            pairs = exact.pairs
-            late_rejects.append(exact.rejects)
-    near_config = config.dedup.near
+    if exact_config.pair:
+        exact = pairs | "ExactDedup pair" >> ExactDedup(order, "pair", exact_config.within_source)
+        pairs = exact.pairs
+        late_rejects.append(exact.rejects)
+    set_aside = None  # near-dedup rejects of the pairs that stood for their passage
     if near_config.enabled:
+        one_per_passage = exact_config.passage and near_config.scope == "passage"
+        if one_per_passage:  # near dedup compares passages: one pair each, the others wait for the scorer
+            split = pairs | "FirstPerPassage" >> FirstPerPassage(order, exact_config.within_source)
+            pairs = split.first
         near = pairs | "NearDedup" >> near_config.build(order)
         pairs = near["pairs"]
         late_rejects.append(near["rejects"])
         stats.append(near["stats"])
-    dedup_steps = len(late_rejects)
-    scoring = config.scoring
-    if scoring.enabled and not (exact_config.pair or exact_config.passage or near_config.enabled):
+        if one_per_passage:
+            pairs = (pairs, split[OTHERS]) | "WithOtherPairsOfPassages" >> beam.Flatten()
+            set_aside = near["rejects"]
+    if scoring.enabled and not (exact_config.pair or near_config.enabled):
         # no dedup shuffle before the scorer: without one it would be fused behind the readers, a big file's
         # pairs all scored by the worker that read it
         pairs = pairs | "SpreadForScoring" >> beam.Reshuffle()
     if scoring.enabled:
-        scored = pairs | "SemanticFilter" >> SemanticFilter(scoring.backend, scoring.threshold, scoring.min_batch_size,
+        scored = pairs | "SemanticFilter" >> SemanticFilter(scoring.backend, scoring.min_batch_size,
                                                             scoring.max_batch_size, scoring.slice_size,
-                                                            scoring.settings())
-        pairs = scored.pairs
-        late_rejects.append(scored.rejects)
+                                                            scoring.settings(), **scoring.filter_args())
+        pairs = scored["pairs"]
+        late_rejects.append(scored["rejects"])
+        stats.append(scored["stats"])
+    hops = len(late_rejects) - int(scoring.enabled)
+    if exact_config.passage:  # after scoring: the passage keeps its best passing pair
+        best = (pairs, set_aside) | "BestPerPassage" >> BestPerPassage(order, exact_config.within_source)
+        pairs = best.pairs
+        late_rejects.append(best.rejects)
+        # a trail may pass this step twice: a passage's pair -> its first pair (near-deduped) -> a near duplicate
+        # whose passage kept another pair
+        hops += 1 + int(set_aside is not None)
     if late_rejects:
         settled = (late_rejects | "FromDedupOn" >> beam.Flatten()
-                   | "SettleSurvivors" >> SettleSurvivors(dedup_steps))
+                   | "SettleSurvivors" >> SettleSurvivors(hops))
         rejects.append(settled["rejects"])
         stats.append(settled["stats"])
 
@@ -106,8 +120,7 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
         "config": loaded.path,
         "files": {name: len(files) for name, files in sorted(loaded.files.items())},
         "exact_pair_dedup": exact_config.pair,
-        "scorer": {"backend": scoring.backend, "model": scoring.settings().get("model"),
-                   "threshold": scoring.threshold} if scoring.enabled else None,
+        "scorer": scoring.header() if scoring.enabled else None,
         "near_dedup": {"threshold": near_config.threshold, "num_perm": near_config.num_perm,
                        "bands_rows": list(near_config.bands_rows), "ngram": near_config.ngram,
                        "unit": near_config.unit, "scope": near_config.scope, "rounds": near_config.rounds}

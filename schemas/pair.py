@@ -20,6 +20,8 @@ class Pair(NamedTuple):
     origin_id: Optional[str] = None  # the record's own id in the source, where it has one
     score: Optional[float] = None  # semantic-filter cosine, once scored
     scorer: Optional[str] = None  # which model produced the score
+    rank: Optional[int] = None  # consistency mode: 1 + the pool passages that outscored this one for its query
+    margin: Optional[float] = None  # consistency mode: this passage's score minus the best pool passage's
     flags: Optional[str] = None  # kept-but-flagged rules, "reason:detail;..." (e.g. abuse set to flag)
     generator: Optional[str] = None  # for generated queries: which generator wrote the query
 

@@ -20,7 +20,9 @@ class Reject(NamedTuple):
     query: Optional[str] = None  # the text involved, once there is a pair
     passage: Optional[str] = None
     text: Optional[str] = None  # the raw snippet, for records that did not parse
-    score: Optional[float] = None
+    score: Optional[float] = None  # semantic: the cosine
+    rank: Optional[int] = None  # semantic, consistency mode: the passage's rank for its query in the pool
+    margin: Optional[float] = None  # semantic, consistency mode: its score minus the best pool passage's
     survivor: Optional[str] = None  # dedup: the id of the pair kept in its place; None when that pair was dropped
 
 

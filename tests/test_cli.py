@@ -48,8 +48,7 @@ def test_a_file_in_another_layout_is_refused_before_the_run(tmp_path, capsys):
 
 
 def test_multi_processing_mode_runs_and_gives_the_local_runs_rows(tmp_path):
-    import pytest
-    from test_end_to_end import read_dir, run_cli
+    from test_end_to_end import read_dir, run_cli, same_row
 
     from cmtp.schemas import PAIR_SCHEMA, REJECT_SCHEMA
 
@@ -64,8 +63,7 @@ def test_multi_processing_mode_runs_and_gives_the_local_runs_rows(tmp_path):
                            for run in ("local", "mp"))
         assert len(local) == len(parallel) > 0
         for a, b in zip(local, parallel):
-            assert {k: v for k, v in a.items() if k != "score"} == {k: v for k, v in b.items() if k != "score"}
-            assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+            assert same_row(a, b), (a, b)
 
 
 def test_a_local_run_shows_progress_lines_throttled(tmp_path, capsys, monkeypatch):

