@@ -465,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cal.add_argument("--pool-size", type=int, help="consistency mode: pool passages (default: the config's, else 2048)")
     cal.add_argument("--seed", type=int,
                      help="the pool's sampling seed and the shuffle's (default: the config's consistency.seed, else 1)")
-    cal.add_argument("--lexical-weight", type=float, help="consistency mode (default: the config's, else 0.5)")
+    cal.add_argument("--lexical-weight", type=float, help="consistency mode (default: the config's, else 1.0)")
     cal.add_argument("--target-precision", type=float,
                      help="threshold mode: suggest the lowest threshold reaching this precision")
     cal.add_argument("--max-shuffled-kept", type=float, default=0.02,

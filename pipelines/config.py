@@ -311,7 +311,7 @@ class ConsistencyConfig(_Strict):
     k: int = Field(default=10, ge=1)  # keep a pair whose passage ranks in the top k for its query
     pool_size: int = Field(default=2048, ge=1)  # passages of the run sampled as rivals
     seed: int = 1  # which passages
-    lexical_weight: float = Field(default=0.5, ge=0)  # share of the query's idf mass found, added to the cosine
+    lexical_weight: float = Field(default=1.0, ge=0)  # share of the query's idf mass found, added to the cosine
 
     def build(self) -> Consistency:
         return Consistency(self.k, self.pool_size, self.seed, self.lexical_weight)

@@ -10,7 +10,7 @@ the relative question.
   so it is the same on every runner. Each pool passage carries the queries it is paired with in the run (up to
   `QUERIES_PER_PASSAGE`), so a query is never ranked against its own other positives.
 - The score of (query, passage): the cosine of their embeddings plus `lexical_weight` times the share of the
-  query's idf mass (character unigrams and bigrams, idf from the pool) found in the passage. Dense embeddings of
+  query's idf mass (character bigrams, idf from the pool) found in the passage. Dense embeddings of
   small models miss named entities and numbers ("沃夫424"); the lexical term is the classic hybrid fix, computed
   against the pool with one sparse product per batch.
 - rank = 1 + the pool passages that score strictly higher for the query; margin = own score - the best pool
@@ -43,9 +43,10 @@ def text_key(text: str) -> bytes:
 
 
 def grams(text: str) -> set[str]:
-    """Character unigrams and bigrams of the text, lowercased, spaces and punctuation removed."""
+    """Character bigrams of the text, lowercased, spaces and punctuation removed (a one-character text is its own
+    gram). Bigrams beat unigrams plus bigrams, and adding trigrams, on real pairs (docs/quality.md)."""
     chars = _NOT_WORD.sub("", text.lower())
-    return set(chars) | {chars[i:i + 2] for i in range(len(chars) - 1)}
+    return {chars[i:i + 2] for i in range(len(chars) - 1)} or {chars}
 
 
 class PoolEntry(NamedTuple):
@@ -136,34 +137,35 @@ class Pool:
     def __len__(self) -> int:
         return len(self.passage_index)
 
-    def _idf(self, gram: str) -> float:
-        column = self.vocabulary.get(gram)
-        return self.unseen_idf if column is None else float(self.idf[column])
+    def query_weights(self, query: str) -> tuple[dict, float]:
+        """The query's grams with their idf, and their sum (a gram no pool passage holds weighs the most)."""
+        weights = {}
+        for gram in grams(query):
+            column = self.vocabulary.get(gram)
+            weights[gram] = self.unseen_idf if column is None else float(self.idf[column])
+        return weights, sum(weights.values()) or 1.0
 
-    def lexical(self, query: str, passage: str) -> float:
-        """Share of the query's idf mass whose grams the passage holds."""
-        query_grams = grams(query)
-        total = sum(self._idf(g) for g in query_grams)
-        return sum(self._idf(g) for g in query_grams & grams(passage)) / total if total else 0.0
+    @staticmethod
+    def lexical(query_weights: tuple[dict, float], passage: str) -> float:
+        """Share of the query's idf mass (its `query_weights`) whose grams the passage holds."""
+        weights, total = query_weights
+        chars = _NOT_WORD.sub("", passage.lower())
+        return sum(weight for gram, weight in weights.items() if gram in chars) / total
 
-    def lexical_against_pool(self, queries: Sequence[str]) -> np.ndarray:
-        """(len(queries), len(pool)): each query's lexical score against every pool passage, one sparse product."""
-        rows, columns, weights, totals = [], [], [], []
-        for i, query in enumerate(queries):
-            total = 0.0
-            for gram in grams(query):
+    def lexical_against_pool(self, query_weights: Sequence[tuple[dict, float]]) -> np.ndarray:
+        """(queries, len(pool)): each query's lexical score against every pool passage, one sparse product."""
+        rows, columns, values, totals = [], [], [], []
+        for i, (weights, total) in enumerate(query_weights):
+            for gram, weight in weights.items():
                 column = self.vocabulary.get(gram)
-                if column is None:
-                    total += self.unseen_idf
-                    continue
-                total += float(self.idf[column])
-                rows.append(i)
-                columns.append(column)
-                weights.append(float(self.idf[column]))
-            totals.append(total or 1.0)
-        weighted = sparse.csr_matrix((np.asarray(weights, dtype=np.float32), (rows, columns)),
-                                     shape=(len(queries), len(self.vocabulary)))
-        return np.asarray((weighted @ self.matrix.T).todense(), dtype=np.float32) / np.asarray(totals, np.float32)[:, None]
+                if column is not None:
+                    rows.append(i)
+                    columns.append(column)
+                    values.append(weight)
+            totals.append(total)
+        weighted = sparse.csr_matrix((np.asarray(values, dtype=np.float32), (rows, columns)),
+                                     shape=(len(query_weights), len(self.vocabulary)))
+        return (weighted @ self.matrix.T).toarray() / np.asarray(totals, np.float32)[:, None]
 
 
 class Ranked(NamedTuple):
@@ -179,10 +181,11 @@ def rank_in_pool(query_vectors: np.ndarray, passage_vectors: np.ndarray, queries
     cosine = np.einsum("ij,ij->i", query_vectors, np.asarray(passage_vectors, dtype=np.float32)).astype(np.float64)
     own = cosine.copy()
     rivals = (query_vectors @ pool.vectors.T).astype(np.float64) if len(pool) else np.zeros((len(queries), 0))
-    if lexical_weight and len(pool):
-        rivals += lexical_weight * pool.lexical_against_pool(queries)
     if lexical_weight:
-        own += lexical_weight * np.array([pool.lexical(q, p) for q, p in zip(queries, passages)])
+        weights = [pool.query_weights(query) for query in queries]
+        own += lexical_weight * np.array([pool.lexical(w, p) for w, p in zip(weights, passages)])
+        if len(pool):
+            rivals += lexical_weight * pool.lexical_against_pool(weights)
     for i, (query, passage) in enumerate(zip(queries, passages)):
         query_key = text_key(query)
         # not rivals: the passage itself, the query's own text (sentence-pair data: a query is another pair's
