@@ -206,7 +206,14 @@ def summary(report: dict) -> str:
     lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in rows]
     for stage, reasons in report["dropped"].items():
         lines.append(f"dropped at {stage}: " + ", ".join(f"{reason} {n}" for reason, n in reasons.items()))
-    repeated = report.get("counters", {}).get("repeated_ids", 0)
+    counters = report.get("counters", {})
+    if "near_dedup_rounds" in counters:
+        bound = (report.get("near_dedup") or {}).get("max_rounds")
+        unsettled = counters.get("near_dedup_unsettled", 0)
+        lines.append(f"near dedup: components settled in {counters['near_dedup_rounds']} rounds"
+                     + (f" (at most {bound})" if bound else "") if not unsettled else
+                     f"near dedup: {unsettled} nodes still changing after the last of {bound} rounds")
+    repeated = counters.get("repeated_ids", 0)
     if repeated and "no id repeated in the written data" not in report["checks"]:
         lines.append(f"repeated ids: {repeated} (copies kept: exact pair dedup is off)")
     lines.append("balanced: " + ("yes" if report["balanced"] else

@@ -235,17 +235,19 @@ class NearDedupConfig(_Strict):
     fold_traditional: bool = True  # Traditional and Simplified copies are the same text
     scope: Literal["passage", "query", "pair"] = "passage"
     within_source: bool = False  # only pairs of the same source are compared
-    rounds: int = Field(default=5, ge=1, le=20)  # label-propagation rounds for connected components
+    # the most connected-component rounds (transforms/components.py); default: 2 x log2 of the input size + 2
+    max_rounds: Optional[int] = Field(default=None, ge=1, le=200)
 
     @property
     def bands_rows(self) -> tuple[int, int]:
         """Derived from threshold and num_perm, never typed by hand."""
         return lsh_shape(self.threshold, self.num_perm)
 
-    def build(self, order) -> NearDedup:
-        """The configured near-dedup transform, survivors chosen by `order` (a SurvivorOrder)."""
+    def build(self, order, max_nodes: int = 1 << 32) -> NearDedup:
+        """The configured near-dedup transform, survivors chosen by `order` (a SurvivorOrder); `max_nodes` is an
+        upper bound on the pairs it sees (the input's size), which bounds the component rounds."""
         return NearDedup(order, self.ngram, self.num_perm, self.threshold, self.seed, self.scope, self.unit,
-                         self.within_source, self.rounds, self.fold_traditional)
+                         self.within_source, self.max_rounds, self.fold_traditional, max_nodes)
 
 
 class ExactDedupConfig(_Strict):
@@ -606,6 +608,17 @@ class LoadedConfig:
     def resolve(self, path: str) -> str:
         """A path from the config, relative to the config file's folder."""
         return os.path.normpath(os.path.join(os.path.dirname(self.path), path))
+
+    def max_records(self) -> int:
+        """An upper bound on the records (and so the pairs of one kind) the inputs can hold: their bytes, a
+        compressed file's counted 20 times over; it bounds the near-dedup component rounds by its logarithm."""
+        paths = sorted({path for files in self.files.values() for path in files})
+        total = 0
+        for result in FileSystems.match(paths) if paths else []:
+            for metadata in result.metadata_list:
+                compressed = metadata.path.endswith((".gz", ".zst", ".bz2", ".zip", ".xz"))
+                total += metadata.size_in_bytes * (20 if compressed else 1)
+        return max(total, 2)
 
 
 class _DuplicateKey(yaml.YAMLError):

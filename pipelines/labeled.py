@@ -78,7 +78,7 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
         late_rejects.append(exact.rejects)
     near_config = config.dedup.near
     if near_config.enabled:
-        near = to_dedup | "NearDedup" >> near_config.build(order)
+        near = to_dedup | "NearDedup" >> near_config.build(order, loaded.max_records())
         to_dedup = near["pairs"]
         late_rejects.append(near["rejects"])
         stats.append(near["stats"])

@@ -74,7 +74,8 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
         if one_per_passage:  # near dedup compares passages: one pair each, the others wait for the scorer
             split = pairs | "FirstPerPassage" >> FirstPerPassage(order, exact_config.within_source)
             pairs = split.first
-        near = pairs | "NearDedup" >> near_config.build(order)
+        near_dedup = near_config.build(order, loaded.max_records())
+        near = pairs | "NearDedup" >> near_dedup
         pairs = near["pairs"]
         late_rejects.append(near["rejects"])
         stats.append(near["stats"])
@@ -123,7 +124,7 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
         "scorer": scoring.header() if scoring.enabled else None,
         "near_dedup": {"threshold": near_config.threshold, "num_perm": near_config.num_perm,
                        "bands_rows": list(near_config.bands_rows), "ngram": near_config.ngram,
-                       "unit": near_config.unit, "scope": near_config.scope, "rounds": near_config.rounds}
+                       "unit": near_config.unit, "scope": near_config.scope, "max_rounds": near_dedup.max_rounds}
         if near_config.enabled else None,
     }
     streams = {"stats": stats | "AllStats" >> beam.Flatten(), "records": records, "pairs": extracted_pairs,

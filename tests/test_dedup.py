@@ -107,12 +107,12 @@ def test_a_chain_of_near_duplicates_is_one_component_with_one_survivor():
     assert estimated_jaccard(hasher.signature(a), hasher.signature(c)) < 0.7
     pairs = [make_pair("甲", a + "。" * 9, position="record 0"), make_pair("乙", b, position="record 1"),
              make_pair("丙", c, position="record 2")]
-    out = run_transform(NearDedup(SurvivorOrder({}), 3, 128, 0.7, 1, rounds=3), pairs,
-                        ("pairs", "rejects", "stats"))
+    out = run_transform(NearDedup(SurvivorOrder({}), 3, 128, 0.7, 1), pairs, ("pairs", "rejects", "stats"))
     assert [p.position for p in out["pairs"]] == ["record 0"]
     assert sorted(r.position for r in out["rejects"]) == ["record 1", "record 2"]
     assert all(pairs[0].id in r.detail for r in out["rejects"])
-    assert out["stats"] == [(("near_dedup_unsettled", "", "", ""), 0)]
+    stats = {key[0]: n for key, n in out["stats"]}
+    assert stats["near_dedup_unsettled"] == 0 and 1 <= stats["near_dedup_rounds"] <= 4
 
 
 def test_exact_passage_dedup_and_within_source_scope():

@@ -1,5 +1,5 @@
 """Near-duplicate removal: MinHash signatures over Chinese-aware shingles, LSH bands grouped by key,
-verified candidate edges, and connected components by label propagation, all as Beam transforms.
+verified candidate edges, and connected components by large-star/small-star rounds, all as Beam transforms.
 
 1. Each pair's text (its passage, query or both, per `scope`) becomes shingles: character n-grams with
    spaces and punctuation removed and Traditional folded to Simplified (default), or word n-grams (jieba for Chinese, whitespace for English). A text
@@ -8,22 +8,23 @@ verified candidate edges, and connected components by label propagation, all as 
    than datasketch's SHA-1 default) is cut into LSH bands; bands x rows come from datasketch's
    optimal-parameter search at the Jaccard threshold, weighted towards recall (false positives are
    verified away, a missed candidate is a duplicate in the output).
-3. Band buckets (band key -> pair ranks, ~60 bytes each) are grouped; each member of a bucket but its
-   best (SurvivorOrder) becomes a candidate edge to the best: a star, so a bucket of k members gives
-   k-1 candidates, not k^2. Two joins by pair id bring the two signatures together (each signature
-   is shuffled once per candidate, not once per band), and a candidate whose estimated Jaccard
-   reaches the threshold becomes an edge.
-4. Connected components by min-label propagation, unrolled `rounds` times: every node takes the best
-   label among itself and its neighbours. Star edges keep the components' diameters small, so a few
-   rounds converge; the nodes still changing after the last round are counted in the report
-   (`near_dedup_unconverged`), and each is still dropped for a better pair of its component.
-5. A pair whose final label is not itself is dropped, naming the label: its component's best pair.
+3. Band buckets (band key -> pair ranks, ~60 bytes each) are grouped; the members of a bucket, sorted in survivor
+   order, become candidate pairs: every pair in a bucket of up to WINDOW + 1 (17) members, and beyond that each
+   member with the next WINDOW members, so a bucket of k members gives at most k x WINDOW candidates (a bucket of
+   5,000 identical-band members: 79,864, not 12.5 million). Two joins by pair id bring the two signatures
+   together (each signature is shuffled once per candidate, not once per band), and a candidate whose estimated
+   Jaccard reaches the threshold becomes an edge.
+4. Connected components by alternating large-star / small-star rounds (transforms/components.py), unrolled to a
+   bound from the input size (2 x log2 of an upper bound on the pair count, + 2); the rounds taken and the nodes
+   still changing in the last one are `near_dedup_rounds` and `near_dedup_unsettled` in the report, and a run
+   with unsettled nodes fails its checks.
+5. A pair whose component's smallest node is not itself is dropped, naming it: its component's best pair.
 
-Memory: every step is keyed. The largest group a worker sees is one bucket's ranks or one node's
-edges (the degree of a component's best pair: at most the component's size), iterated as a stream,
-never the dataset. Volume: bands x N ranks (20 x 100M x ~60 B = 120 GB of shuffle at 100M pairs),
-N signatures (512 B each) twice, and at most 2 x bands x D directed edges for D pairs in duplicate
-clusters (20% of 100M -> at most 800M), spread over workers by node id.
+Memory: every step is keyed. The largest group a worker holds is one bucket's ranks (sorted: 60 bytes a
+member) or one node's neighbours (a component's best pair, once the component is a star: at most the
+component's size), never the dataset. Volume: bands x N ranks (20 x 100M x ~60 B = 120 GB of shuffle at 100M pairs),
+N signatures (512 B each) once per candidate, and the component rounds shuffle the edges (at most bands x
+WINDOW x D for D pairs in duplicate clusters; in practice about one per duplicate) twice a round.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
 from cmtp.schemas import Pair, Reject
+from cmtp.transforms.components import ConnectedComponents, rounds_bound
 from cmtp.transforms.report import STATS
 from cmtp.transforms.survivor import SurvivorOrder
 
@@ -141,13 +143,19 @@ class _BandKeys(beam.DoFn):
         yield beam.pvalue.TaggedOutput("signatures", (pair.id, signature))
 
 
-def _candidates(bucket: tuple[bytes, Iterable[tuple]]):
-    """A bucket's star: (member id, (member rank, best rank)) for every member but the best."""
+WINDOW = 16  # a bucket member is verified against the next WINDOW members in survivor order
+
+
+def _candidates(bucket: tuple[bytes, Iterable[tuple]], window: int = WINDOW):
+    """A bucket's candidate pairs, (worse member id, (worse rank, better rank)): every pair of a bucket of up to
+    window + 1 members; in a larger one each member with the next `window` members in survivor order, so a bucket
+    of k members gives at most k x window candidates, never k^2 / 2. Members of one bucket share a band, so they
+    are mostly one family: the window links it and the components join what the window leaves apart."""
     _, ranks = bucket
-    best = min(ranks)
-    for rank in ranks:
-        if rank != best:
-            yield rank[3], (rank, best)
+    members = sorted(ranks)
+    for i, better in enumerate(members):
+        for worse in members[i + 1:i + 1 + window]:
+            yield worse[3], (worse, better)
 
 
 class _AttachSignature(beam.DoFn):
@@ -161,8 +169,8 @@ class _AttachSignature(beam.DoFn):
 
 
 class _Verify(beam.DoFn):
-    """Join 2 (by best id): keep the candidate edges whose estimated Jaccard reaches the threshold, both ways,
-    with each end's own rank as a label seed."""
+    """Join 2 (by the better member's id): the candidate pairs whose estimated Jaccard reaches the threshold, as
+    edges (better rank, worse rank)."""
 
     def __init__(self, threshold: float):
         self._threshold = threshold
@@ -173,31 +181,7 @@ class _Verify(beam.DoFn):
         best_signature = signatures[0]
         for member_rank, best_rank, member_signature in grouped["candidate"]:
             if estimated_jaccard(member_signature, best_signature) >= self._threshold:
-                yield member_rank[3], best_rank
-                yield best_rank[3], member_rank
-                yield member_rank[3], member_rank
-                yield best_rank[3], best_rank
-
-
-class _Propagate(beam.DoFn):
-    """One round: a node's label goes to each of its neighbours (keyed by the node)."""
-
-    def process(self, element):
-        node, grouped = element
-        labels = list(grouped["label"])
-        if not labels:
-            return
-        label = labels[0]
-        yield node, label
-        for neighbour in grouped["neighbours"]:
-            yield neighbour, label
-
-
-def _changed(element) -> Iterable[int]:
-    _, grouped = element
-    before, after = list(grouped["before"]), list(grouped["after"])
-    if before and after and before[0] != after[0]:
-        yield 1
+                yield best_rank, member_rank
 
 
 class _Decide(beam.DoFn):
@@ -217,27 +201,33 @@ class _Decide(beam.DoFn):
 
 
 class NearDedup(beam.PTransform):
-    """Pairs -> one pair per near-duplicate component (main), the others as rejects naming it (`rejects`), and the
-    count of nodes still unsettled after the last round (`stats`).
+    """Pairs -> one pair per near-duplicate component (main), the others as rejects naming it (`rejects`), and how
+    many rounds the components took and how many nodes still changed in the last one allowed (`stats`:
+    `near_dedup_rounds`, `near_dedup_unsettled`; the report fails a run whose unsettled count is not 0).
 
-    Expects ids to be unique, which exact dedup guarantees (the id is a hash of the content).
+    Expects ids to be unique, which exact dedup guarantees (the id is a hash of the content). `max_rounds` bounds
+    the component rounds (transforms/components.py); by default it comes from `max_nodes`, an upper bound on the
+    pairs (the pipelines derive it from the input size).
     """
 
     def __init__(self, order: SurvivorOrder, ngram: int, num_perm: int, threshold: float, seed: int,
-                 scope: str = "passage", unit: str = "char", within_source: bool = False, rounds: int = 5,
-                 fold_traditional: bool = True):
+                 scope: str = "passage", unit: str = "char", within_source: bool = False,
+                 max_rounds: Optional[int] = None, fold_traditional: bool = True, max_nodes: int = 1 << 32,
+                 window: int = WINDOW):
         super().__init__()
         self._order = order
         self._hasher = MinHasher(ngram, num_perm, threshold, seed, unit, fold_traditional)
-        self._scope, self._within, self._rounds = scope, within_source, rounds
+        self._scope, self._within, self._window = scope, within_source, window
+        self.max_rounds = max_rounds or rounds_bound(max_nodes)
 
     def expand(self, pairs):
         keyed = pairs | "BandKeys" >> beam.ParDo(
             _BandKeys(self._hasher, self._order, self._scope, self._within)).with_outputs("signatures", main="bands")
+        window = self._window
         candidates = (
             keyed.bands
             | "Buckets" >> beam.GroupByKey()
-            | "Candidates" >> beam.FlatMap(_candidates)
+            | "Candidates" >> beam.FlatMap(_candidates, window)
             | "OneCandidate" >> beam.Distinct()  # two pairs that share several bands are one candidate
         )
         with_member = (
@@ -250,35 +240,17 @@ class NearDedup(beam.PTransform):
             | "JoinBest" >> beam.CoGroupByKey()
             | "Verify" >> beam.ParDo(_Verify(self._hasher.threshold))
         )
-        # node id -> neighbour ids (each edge once), and the starting labels: a node's best neighbour or itself
-        neighbours = (
-            edges
-            | "EdgeIds" >> beam.Map(lambda edge: (edge[0], edge[1][3]))
-            | "NotSelf" >> beam.Filter(lambda edge: edge[0] != edge[1])
-            | "OneEdge" >> beam.Distinct()
+        components = edges | "Components" >> ConnectedComponents(self.max_rounds)
+        stats = (
+            components["summary"]
+            | "AsStats" >> beam.FlatMap(lambda summary: [(("near_dedup_rounds", "", "", ""), summary[0]),
+                                                          (("near_dedup_unsettled", "", "", ""), summary[1])])
         )
-        labels = edges | "StartLabels" >> beam.CombinePerKey(min)  # only nodes with an edge carry a label
-        previous = labels
-        for round_ in range(self._rounds):
-            previous = labels
-            labels = (
-                {"label": labels, "neighbours": neighbours}
-                | f"Round{round_}" >> beam.CoGroupByKey()
-                | f"Spread{round_}" >> beam.ParDo(_Propagate())
-                | f"Best{round_}" >> beam.CombinePerKey(min)
-            )
-        unsettled = (
-            {"before": previous, "after": labels}
-            | "Compare" >> beam.CoGroupByKey()
-            | "Changed" >> beam.FlatMap(_changed)
-            | "CountUnsettled" >> beam.CombineGlobally(sum)
-            | "AsStat" >> beam.Map(lambda n: (("near_dedup_unsettled", "", "", ""), n))
-        )
-        by_id = pairs | "ById" >> beam.Map(lambda pair: (pair.id, pair))
+        labels = components["labels"] | "ById" >> beam.Map(lambda item: (item[0][3], item[1]))
+        by_id = pairs | "PairById" >> beam.Map(lambda pair: (pair.id, pair))
         decided = (
             {"pair": by_id, "label": labels}
             | "Join" >> beam.CoGroupByKey()
             | "Decide" >> beam.ParDo(_Decide()).with_outputs(REJECTS, main="pairs")
         )
-        return {"pairs": decided.pairs, "rejects": decided.rejects, STATS: unsettled}
-
+        return {"pairs": decided.pairs, "rejects": decided.rejects, STATS: stats}

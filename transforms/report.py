@@ -58,6 +58,14 @@ def _ledger_field(stage: str, dropped: str) -> str:
     return "read_rejects" if stage == "read" else "extract_rejects" if stage in ("extract", "generate") else dropped
 
 
+def _near_dedup_checks(counters: dict[str, int]) -> dict[str, bool]:
+    """Near dedup's components converged: no node still changing in the last round allowed (a run that reached the
+    bound would keep duplicates quietly otherwise)."""
+    if "near_dedup_unsettled" not in counters:
+        return {}
+    return {"near dedup converged: near_dedup_unsettled == 0": counters["near_dedup_unsettled"] == 0}
+
+
 def _written_checks(counters: dict[str, int], kept: tuple[str, int], rejects: tuple[str, int],
                     unique_ids: bool = True) -> dict[str, bool]:
     """The data as written against the ledger: no id twice (where the run promises unique ids), and as many rows
@@ -108,6 +116,7 @@ def assemble(counts: Iterable[tuple[tuple[str, str, str, str], int]], header: di
                            t["read_rejects"] + t["extract_rejects"] + t["pairs_dropped"]),
                           # an id is a hash of the pair's content: copies share it unless exact pair dedup is on
                           unique_ids=header.get("exact_pair_dedup", True)),
+        **_near_dedup_checks(run_counters),
     }
     for source, row in sources.items():
         checks[f"{source}: records and pairs balance"] = (
@@ -160,6 +169,7 @@ def assemble_labeled(counts: Iterable[tuple[tuple[str, str, str, str], int]], he
         **_written_checks(run_counters, ("records_kept", t["records_kept"]),
                           ("read_rejects + extract_rejects + judgments_dropped",
                            t["read_rejects"] + t["extract_rejects"] + t["judgments_dropped"])),
+        **_near_dedup_checks(run_counters),
     }
     for source, row in sources.items():
         checks[f"{source}: rows and judgments balance"] = (
