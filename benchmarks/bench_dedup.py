@@ -1,12 +1,14 @@
 """Near-dedup cost as the input grows: the exact + near dedup stage on FnApiRunner at 10k, 100k, 1M passages.
 
-    python benchmarks/bench_dedup.py [--sizes 10000,100000,1000000]
+    python benchmarks/bench_dedup.py [--sizes 10000,100000,1000000] [--versions new,old]
 
 Passages are made by repeating and perturbing the real ones in ../shared/data (CSL abstracts, CMRC
 contexts, DuReader paragraphs cut to 200 characters): each copy gets a few characters changed at
 random places, so ~1 in 5 is a near duplicate of another and the rest are distinct. Each size runs in
 a child process (the dedup transforms only, reading from memory, counting outputs), reporting wall
-time, peak RSS, and pairs kept and dropped.
+time, peak RSS, and pairs kept and dropped. `old` is transforms/near_dedup.py as of commit 983b26c (star
+candidates, five label-propagation rounds), loaded from git into the child, for a baseline in the same run; `new`
+is the working tree's, its component rounds bounded as a run bounds them (from ~600 input bytes a passage).
 """
 from __future__ import annotations
 
@@ -51,7 +53,25 @@ def make_passage(i: int) -> str:
     return "".join(chars)
 
 
-def child(n: int) -> None:
+OLD = "983b26c"  # the last commit before the window candidates and large-star/small-star components
+
+
+def old_near_dedup():
+    """NearDedup as of OLD, imported from git into a module of its own."""
+    import importlib.util
+    import tempfile
+
+    source = subprocess.run(["git", "show", f"{OLD}:transforms/near_dedup.py"], cwd=REPO, capture_output=True,
+                            text=True, check=True).stdout
+    path = Path(tempfile.mkdtemp()) / "near_dedup_old.py"
+    path.write_text(source, "utf-8")
+    spec = importlib.util.spec_from_file_location("near_dedup_old", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.NearDedup
+
+
+def child(n: int, version: str) -> None:
     import apache_beam as beam
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
@@ -59,6 +79,11 @@ def child(n: int) -> None:
     from cmtp.transforms.exact_dedup import ExactDedup
     from cmtp.transforms.near_dedup import NearDedup
     from cmtp.transforms.survivor import SurvivorOrder
+
+    if version == "old":
+        near_dedup = old_near_dedup()(SurvivorOrder({}), 5, 128, 0.7, 1)
+    else:
+        near_dedup = NearDedup(SurvivorOrder({}), 5, 128, 0.7, 1, max_nodes=600 * n)
 
     def chunk_pairs(start: int, size: int = 10000):
         # each worker regenerates the same deterministic passages: the input is not held by the driver
@@ -74,7 +99,7 @@ def child(n: int) -> None:
     pipeline = beam.Pipeline(runner=FnApiRunner())
     pairs = pipeline | beam.Create(list(range(0, n, 10000))) | beam.Reshuffle() | beam.FlatMap(chunk_pairs)
     exact = pairs | ExactDedup(order, "passage")
-    near = exact.pairs | NearDedup(order, 5, 128, 0.7, 1)
+    near = exact.pairs | near_dedup
     for name, pcoll in (("kept", near["pairs"]), ("dropped", near["rejects"])):
         pcoll | f"Count {name}" >> beam.Map(lambda _, c=Metrics.counter("bench", name): c.inc())
     result = pipeline.run()
@@ -83,21 +108,25 @@ def child(n: int) -> None:
     counts = {m.key.metric.name: m.committed for m in result.metrics().query(MetricsFilter().with_namespace("bench"))[
         "counters"]}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"passages": n, "wall_s": round(wall, 1), "peak_rss_mib": round(peak), **counts,
+    print(json.dumps({"version": version, "passages": n, "wall_s": round(wall, 1), "peak_rss_mib": round(peak), **counts,
                       "passages_per_s": round(n / wall)}))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--versions", default="new,old")
     parser.add_argument("--child", type=int)
+    parser.add_argument("--version", default="new")
     args = parser.parse_args()
     if args.child:
-        child(args.child)
+        child(args.child, args.version)
         return
     for n in map(int, args.sizes.split(",")):
-        out = subprocess.run([sys.executable, __file__, "--child", str(n)], capture_output=True, text=True)
-        print(out.stdout.strip() or out.stderr[-2000:], flush=True)
+        for version in args.versions.split(","):
+            out = subprocess.run([sys.executable, __file__, "--child", str(n), "--version", version],
+                                 capture_output=True, text=True)
+            print(out.stdout.strip() or out.stderr[-2000:], flush=True)
 
 
 if __name__ == "__main__":

@@ -235,7 +235,7 @@ class NearDedupConfig(_Strict):
     fold_traditional: bool = True  # Traditional and Simplified copies are the same text
     scope: Literal["passage", "query", "pair"] = "passage"
     within_source: bool = False  # only pairs of the same source are compared
-    # the most connected-component rounds (transforms/components.py); default: 2 x log2 of the input size + 2
+    # the most connected-component rounds (transforms/components.py); default: log2 of the input bytes + 2
     max_rounds: Optional[int] = Field(default=None, ge=1, le=200)
 
     @property
@@ -580,6 +580,8 @@ def _unknown_key(model: Any, loc: tuple) -> str:
         return "unknown key"
     known = list(model.model_fields)
     near = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    if not known:
+        return "unknown key; none is known here (it takes no keys)"
     return f"unknown key; did you mean {near[0]}?" if near else f"unknown key; known: {', '.join(known)}"
 
 

@@ -39,6 +39,8 @@ def test_unknown_key_is_named(tmp_path):
     text = write_config(tmp_path / "x.yaml", GOOD).read_text() + "filters:\n  query: {min_length: 2, max_length: 9, min_cjk_ratio: 0.3, max_cjk: 1}\n"
     assert refused(tmp_path, text).endswith("filters.query.max_cjk: unknown key; known: min_length, max_length, "
                                             "min_cjk_ratio, per_kind")
+    csl = f"pipeline: unlabeled\nsources:\n  - name: csl\n    paths: '{SAMPLE}/csl/*'\n    options: {{kinds: [x]}}\n"
+    assert refused(tmp_path, csl).endswith("sources[0].options.kinds: unknown key; none is known here (it takes no keys)")
 
 
 QUERYGEN = f"pipeline: unlabeled\nsources:\n  - name: querygen\n    paths: '{SAMPLE}/csl/*'\n    options: "

@@ -12,10 +12,12 @@ changes nothing exactly when that is reached; each round counts the nodes it cha
 are then each node's smallest neighbour.
 
 Beam has no loops: `ConnectedComponents` unrolls `max_rounds` alternations, and rounds after convergence pass
-the (star) edges through unchanged. Kiveris et al. prove O(log^2 n) alternations and measure about log n; the
-bound used is 2 x ceil(log2 n) + 2 for n an upper bound on the node count (from the input size), and the count
-of nodes still changing in the last alternation is reported: a run whose graph did not converge fails its
-checks instead of keeping duplicates.
+the (star) edges through unchanged. Kiveris et al. prove O(log^2 n) alternations and measure fewer than log2 n;
+a 10,000-node chain takes 12 (ids shuffled) to 14 (ids in chain order). The bound used is ceil(log2 n) + 2 for n
+an upper bound on the node count: the pipelines take the input's bytes, which overstate the pairs hundreds of
+times over, so the bound has about 9 rounds to spare. The count of nodes still changing in the last alternation
+is reported: a run whose graph did not converge fails its checks instead of keeping duplicates (raise
+`dedup.near.max_rounds` then).
 
 Memory: a node's group holds its neighbours; the most any node holds is its component's size (the centre of
 a star), as with any component algorithm keyed by node.
@@ -32,7 +34,7 @@ CHANGES = "changes"
 
 def rounds_bound(max_nodes: int) -> int:
     """Alternations allowed for a graph of at most `max_nodes` nodes."""
-    return 2 * math.ceil(math.log2(max(max_nodes, 2))) + 2
+    return math.ceil(math.log2(max(max_nodes, 2))) + 2
 
 
 def _both_ways(edge: tuple) -> Iterable[tuple]:

@@ -15,7 +15,7 @@ verified candidate edges, and connected components by large-star/small-star roun
    together (each signature is shuffled once per candidate, not once per band), and a candidate whose estimated
    Jaccard reaches the threshold becomes an edge.
 4. Connected components by alternating large-star / small-star rounds (transforms/components.py), unrolled to a
-   bound from the input size (2 x log2 of an upper bound on the pair count, + 2); the rounds taken and the nodes
+   bound from the input size (log2 of an upper bound on the pair count, + 2); the rounds taken and the nodes
    still changing in the last one are `near_dedup_rounds` and `near_dedup_unsettled` in the report, and a run
    with unsettled nodes fails its checks.
 5. A pair whose component's smallest node is not itself is dropped, naming it: its component's best pair.
