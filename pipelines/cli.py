@@ -210,7 +210,8 @@ def summary(report: dict) -> str:
     if "near_dedup_rounds" in counters:
         bound = (report.get("near_dedup") or {}).get("max_rounds")
         unsettled = counters.get("near_dedup_unsettled", 0)
-        lines.append(f"near dedup: components settled in {counters['near_dedup_rounds']} rounds"
+        rounds = counters["near_dedup_rounds"]
+        lines.append(f"near dedup: components settled in {rounds} round{'' if rounds == 1 else 's'}"
                      + (f" (at most {bound})" if bound else "") if not unsettled else
                      f"near dedup: {unsettled} nodes still changing after the last of {bound} rounds")
     repeated = counters.get("repeated_ids", 0)
