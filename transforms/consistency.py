@@ -17,7 +17,10 @@ the relative question.
   passage's. A pool passage identical to the pair's own passage or to its query, or paired with the same query, is
   not a rival.
 
-Ranks depend only on the pair and the pool, never on the batch the pair was scored in.
+Ranks depend only on the pair and the pool, never on which other pairs share its batch; the one exception is
+float32 noise: an embedding's last bits move with the batch it was encoded in, so a pool passage that ties the
+pair's own score within ~1e-7 may fall on either side (one pair in about 3,000 against 2,048 rivals moved by one
+rank between a local and a multi-process run).
 """
 from __future__ import annotations
 
