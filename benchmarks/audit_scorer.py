@@ -144,13 +144,14 @@ class Embedded:
         return (np.stack([self.queries[p.query] for p in pairs]), np.stack([self.passages[p.passage] for p in pairs]))
 
 
+def pool_entries(pairs: Sequence[Pair], filler: Sequence[str], size: int, seed: int) -> list:
+    """The passages a run would sample from these pairs and passages (a filler passage has no query)."""
+    return PoolSample(size, seed).of([*pairs, *(Pair("", "", text, "", "", "", "") for text in filler)])
+
+
 def build_pool(pairs: Sequence[Pair], filler: Sequence[str], size: int, seed: int, embedded: Embedded) -> Pool:
     """The pool a run would sample from these pairs and passages (a filler passage has no query)."""
-    sample = PoolSample(size, seed)
-    accumulator = sample.create_accumulator()
-    for item in [*pairs, *(Pair("", "", text, "", "", "", "") for text in filler)]:
-        accumulator = sample.add_input(accumulator, item)
-    entries = sample.extract_output(accumulator)
+    entries = pool_entries(pairs, filler, size, seed)
     return Pool.build(entries, np.stack([embedded.passages[e.passage] for e in entries]) if entries else np.zeros((0, 1)))
 
 
@@ -229,11 +230,7 @@ def throughput(embedder, pairs: Sequence[Pair], pool: Pool, weight: float, thres
 def pool_build_seconds(embedder, pairs: Sequence[Pair], filler: Sequence[str], size: int, seed: int) -> dict:
     """The one-time cost of consistency mode: sampling and encoding the pool, and its lexical index."""
     start = time.perf_counter()
-    sample = PoolSample(size, seed)
-    accumulator = sample.create_accumulator()
-    for item in [*pairs, *(Pair("", "", text, "", "", "", "") for text in filler)]:
-        accumulator = sample.add_input(accumulator, item)
-    entries = sample.extract_output(accumulator)
+    entries = pool_entries(pairs, filler, size, seed)
     vectors, _ = encode_sorted(embedder, [e.passage for e in entries], "passage", 64)
     Pool.build(entries, vectors)
     return {"pool_size": len(entries), "seconds": round(time.perf_counter() - start, 2)}

@@ -6,7 +6,7 @@ Passages are made by repeating and perturbing the real ones in ../shared/data (C
 contexts, DuReader paragraphs cut to 200 characters): each copy gets a few characters changed at
 random places, so ~1 in 5 is a near duplicate of another and the rest are distinct. Each size runs in
 a child process (the dedup transforms only, reading from memory, counting outputs), reporting wall
-time, peak RSS, and pairs kept and dropped. `old` is transforms/near_dedup.py as of commit 983b26c (star
+time, peak RSS, and pairs kept and dropped. `old` is transforms/near_dedup.py as of commit 983b26c (audit_near_dedup.load_old) (star
 candidates, five label-propagation rounds), loaded from git into the child, for a baseline in the same run; `new`
 is the working tree's, its component rounds bounded as a run bounds them (from ~600 input bytes a passage).
 """
@@ -53,24 +53,6 @@ def make_passage(i: int) -> str:
     return "".join(chars)
 
 
-OLD = "983b26c"  # the last commit before the window candidates and large-star/small-star components
-
-
-def old_near_dedup():
-    """NearDedup as of OLD, imported from git into a module of its own."""
-    import importlib.util
-    import tempfile
-
-    source = subprocess.run(["git", "show", f"{OLD}:transforms/near_dedup.py"], cwd=REPO, capture_output=True,
-                            text=True, check=True).stdout
-    path = Path(tempfile.mkdtemp()) / "near_dedup_old.py"
-    path.write_text(source, "utf-8")
-    spec = importlib.util.spec_from_file_location("near_dedup_old", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.NearDedup
-
-
 def child(n: int, version: str) -> None:
     import apache_beam as beam
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
@@ -81,7 +63,9 @@ def child(n: int, version: str) -> None:
     from cmtp.transforms.survivor import SurvivorOrder
 
     if version == "old":
-        near_dedup = old_near_dedup()(SurvivorOrder({}), 5, 128, 0.7, 1)
+        from audit_near_dedup import load_old  # the version before the rewrite, from git
+
+        near_dedup = load_old().NearDedup(SurvivorOrder({}), 5, 128, 0.7, 1)
     else:
         near_dedup = NearDedup(SurvivorOrder({}), 5, 128, 0.7, 1, max_nodes=600 * n)
 

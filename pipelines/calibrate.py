@@ -342,11 +342,8 @@ def _consistency_report(embedder, a, b, query_vectors, passage_vectors, labels, 
                         shuffled_passages, config_scoring: ScoringConfig, slice_size: int,
                         max_shuffled_kept: float) -> dict:
     settings = config_scoring.consistency
-    sample = PoolSample(settings.pool_size, settings.seed)
-    accumulator = sample.create_accumulator()
-    for query, passage in zip(a, b):  # every pair of the file, as a run samples the pairs reaching its scorer
-        accumulator = sample.add_input(accumulator, _Row(query, passage))
-    entries = sample.extract_output(accumulator)
+    # every pair of the file, as a run samples the pairs reaching its scorer
+    entries = PoolSample(settings.pool_size, settings.seed).of(_Row(query, passage) for query, passage in zip(a, b))
     row_of = {text: i for i, text in enumerate(b)}  # a pool passage is one of the pairs' texts: reuse its vector
     missing = sorted({entry.passage for entry in entries if entry.passage not in row_of})
     extra, _ = encode_sorted(embedder, missing, "passage", slice_size) if missing else (None, None)

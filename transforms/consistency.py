@@ -104,6 +104,13 @@ class PoolSample(beam.CombineFn):
         return [PoolEntry(rank_key, passage, queries)
                 for rank_key, (passage, queries) in sorted(accumulator.items())[:self._size]]
 
+    def of(self, pairs: Iterable) -> list[PoolEntry]:
+        """The pool of these pairs (anything with `query` and `passage`), in one process: what the CombineFn gives."""
+        accumulator = self.create_accumulator()
+        for pair in pairs:
+            accumulator = self.add_input(accumulator, pair)
+        return self.extract_output(accumulator)
+
 
 @dataclass
 class Pool:
