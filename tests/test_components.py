@@ -104,5 +104,6 @@ def test_a_run_whose_components_do_not_converge_fails_its_checks(tmp_path, capsy
     free.write_text(base, "utf-8")
     assert main(["run", str(free), "--out", str(tmp_path / "free")]) == 0
     report = json.loads((Path(tmp_path / "free") / "report.json").read_text("utf-8"))
+    assert report["balanced"], report["checks"]
     assert report["totals"]["pairs_kept"] == 1 and report["counters"]["near_dedup_unsettled"] == 0
     assert report["counters"]["near_dedup_rounds"] >= 2
