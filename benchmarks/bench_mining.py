@@ -116,7 +116,7 @@ def cid(i: int) -> str:
 
 
 def mining_queries(data: dict) -> list:
-    from cmtp.transforms.negatives import MiningQuery
+    from cmtp.transforms.negative_search import MiningQuery
 
     base = data["base"]
     return [MiningQuery("bench", f"q{j:04d}", vector, base[p:p + 1], (cid(int(p)),))
@@ -133,7 +133,7 @@ def _collect(mined) -> None:
 
 
 def run_pure(queries: list, corpus: np.ndarray, query_block: int, corpus_block: int):
-    from cmtp.transforms.negatives import Mined, block_topk, merge_topk, sample_negatives
+    from cmtp.transforms.negative_search import Mined, block_topk, merge_topk, sample_negatives
 
     cids = [cid(i) for i in range(len(corpus))]
     start = time.perf_counter()
@@ -151,7 +151,7 @@ def run_pure(queries: list, corpus: np.ndarray, query_block: int, corpus_block: 
 
 
 def run_brute(queries: list, corpus: np.ndarray):
-    from cmtp.transforms.negatives import brute_force_topk
+    from cmtp.transforms.negative_search import brute_force_topk
 
     cids = [cid(i) for i in range(len(corpus))]
     vectors = np.stack([q.vector for q in queries])
@@ -161,7 +161,7 @@ def run_brute(queries: list, corpus: np.ndarray):
 
 
 def _read_chunk(start: int, path: str, n: int):
-    from cmtp.transforms.negatives import CorpusItem
+    from cmtp.transforms.negative_search import CorpusItem
 
     rows = np.load(path, mmap_mode="r")[start:min(start + CHUNK, n)]
     for i, vector in enumerate(np.array(rows)):
@@ -172,7 +172,7 @@ def run_beam(queries: list, path: Path, n: int):
     import apache_beam as beam
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    from cmtp.transforms.negatives import MineNegatives
+    from cmtp.transforms.negative_search import MineNegatives
 
     start = time.perf_counter()
     with beam.Pipeline(runner=FnApiRunner()) as pipeline:
@@ -229,7 +229,7 @@ def measure(method: str, n: int, corpus: Path, n_queries: int, result: Path | No
 
 def check(n: int, results: dict[str, Path]) -> int:
     """Assert the three ways agree; returns the queries' mean eligible count."""
-    from cmtp.transforms.negatives import Mined, sample_negatives
+    from cmtp.transforms.negative_search import Mined, sample_negatives
 
     pure, brute, beam = (pickle.loads(results[m].read_bytes()) for m in ("pure", "brute", "beam"))
     assert [[(s, c) for s, c, _ in r] for r in pure["ranked"]] == brute["ranked"], f"pure != brute at {n}"

@@ -505,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _interrupted(error):  # Ctrl-C inside a DoFn reaches here wrapped in Beam's RuntimeError
             print("cmtp: interrupted", file=sys.stderr)
             return 130
-        from cmtp.transforms.querygen import auth_failure
+        from cmtp.transforms.query_generators import auth_failure
 
         message = auth_failure(error)
         if message is None:

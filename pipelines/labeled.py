@@ -11,11 +11,11 @@ from cmtp.schemas import LABELED_SCHEMA, REJECT_SCHEMA, Pair
 from cmtp.transforms.exact_dedup import ExactDedup
 from cmtp.transforms.filters import GeneralFilter
 from cmtp.transforms.filters.pii import MaskPii
-from cmtp.transforms.hard_negatives import MineHardNegatives
 from cmtp.transforms.io import WriteParquetShards
 from cmtp.transforms.judgments import POSITIVE, AssembleRecords, JudgeRows, ResolveLinks
 from cmtp.transforms.progress import Progress, is_local
 from cmtp.transforms.read import ReadSource
+from cmtp.transforms.records_with_negatives import MineHardNegatives
 from cmtp.transforms.report import WriteLabeledReport
 from cmtp.transforms.survivor import SurvivorOrder
 from cmtp.transforms.survivor_state import SettleSurvivors

@@ -10,7 +10,7 @@ from test_end_to_end import read_dir, run_cli
 
 from cmtp.pipelines.cli import main
 from cmtp.schemas import LABELED_SCHEMA, REJECT_SCHEMA
-from cmtp.transforms.hard_negatives import text_id
+from cmtp.transforms.records_with_negatives import text_id
 from conftest import REPO
 
 RETRIEVAL = "为这个句子生成表示以用于检索相关文章："

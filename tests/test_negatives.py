@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from beam_helpers import run_transform
-from cmtp.transforms.negatives import (
+from cmtp.transforms.negative_search import (
     CorpusItem,
     Mined,
     MineNegatives,

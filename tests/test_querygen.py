@@ -9,7 +9,7 @@ from itertools import islice
 
 import pytest
 
-from cmtp.transforms.querygen import ChatGenerator, GenerationError, OfflineGenerator, parse_queries
+from cmtp.transforms.query_generators import ChatGenerator, GenerationError, OfflineGenerator, parse_queries
 from cmtp.transforms.sources import REGISTRY, ExtractError, SourceRecord, SourceSettings
 from conftest import REPO
 
@@ -241,7 +241,7 @@ def test_an_endpoint_failing_for_good_makes_the_record_a_generate_reject(hostile
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_a_refused_key_stops_with_one_line_not_a_reject(hostile, shared_data, monkeypatch, status):
-    from cmtp.transforms.querygen import GenerationAuthError
+    from cmtp.transforms.query_generators import GenerationAuthError
 
     monkeypatch.setenv("CMTP_TEST_KEY", SECRET)
     (record,) = csl_records(shared_data, 1)
@@ -257,7 +257,7 @@ def test_a_refused_key_stops_with_one_line_not_a_reject(hostile, shared_data, mo
 
 
 def test_auth_failure_finds_the_message_however_the_runner_wraps_it():
-    from cmtp.transforms.querygen import GenerationAuthError, auth_failure
+    from cmtp.transforms.query_generators import GenerationAuthError, auth_failure
 
     line = "http://h/v1/chat/completions: HTTP 401 nope: the endpoint refused the API key"
     in_process = GenerationAuthError(f"{line} [while running 'Extract/ParDo(_Extract)']")

@@ -1,7 +1,7 @@
 """`querygen`: generated (query, passage) pairs at two granularities over the passages of any other source.
 
 The files are read by `from_source`'s reader, its pairs' passages (of `from_kinds`, default all) become the
-passages, and the configured generator (transforms/querygen.py) writes `sm` and `kw` queries for each:
+passages, and the configured generator (transforms/query_generators.py) writes `sm` and `kw` queries for each:
 `mix: {sm: 1, kw: 2}` asks one SM and two KW queries a passage. Pairs have kind `generated_sm` or
 `generated_kw`, and their `generator` column names the generator; they flow through the same cleaning
 as mined pairs.
@@ -26,7 +26,7 @@ from typing import IO, Any, Iterator, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cmtp.schemas import Pair, pair_id
-from cmtp.transforms.querygen import GenerationAuthError, GenerationError
+from cmtp.transforms.query_generators import GenerationAuthError, GenerationError
 from cmtp.transforms.sources.base import (
     REGISTRY,
     ExtractError,
@@ -168,7 +168,7 @@ class QueryGen(Source):
 
     def generator(self):
         if self._generator is None:
-            from cmtp.transforms.querygen import load_generator
+            from cmtp.transforms.query_generators import load_generator
 
             options = self.options
             settings: dict[str, Any] = {}

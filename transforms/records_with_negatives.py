@@ -3,7 +3,7 @@
 The corpus of a task is every distinct passage of its records (positives and given negatives) plus the
 texts of its sources' `corpus` files (T2Ranking's collection, dureader.para). Passages and queries are
 embedded in batches by the configured backend (loaded once per worker), `MineNegatives`
-(transforms/negatives.py) picks each record's negatives by exact blocked top-k, and the picks are joined
+(transforms/negative_search.py) picks each record's negatives by exact blocked top-k, and the picks are joined
 back to their texts and records by id. A record never gets one of its positives, its own query, a
 negative it already has, or a near-copy of a positive.
 """
@@ -18,7 +18,7 @@ from apache_beam.utils import shared
 
 from cmtp.schemas import LabeledRecord
 from cmtp.transforms.embedders import Embedder, load_embedder
-from cmtp.transforms.negatives import CorpusItem, Mined, MineNegatives, MiningQuery
+from cmtp.transforms.negative_search import CorpusItem, Mined, MineNegatives, MiningQuery
 from cmtp.transforms.report import STATS
 from cmtp.transforms.scoring import encode_sorted
 

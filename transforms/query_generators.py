@@ -103,7 +103,7 @@ class GenerationAuthError(GenerationError):
 
 
 _RUNNER_SUFFIX = re.compile(r" \[while running '[^']*'\]$")  # what Beam appends to a DoFn's exception
-_QUOTED_AUTH = re.compile(r"^cmtp\.transforms\.querygen\.GenerationAuthError: (.*)$", re.MULTILINE)
+_QUOTED_AUTH = re.compile(r"^(?:[\w.]+\.)?GenerationAuthError: (.*)$", re.MULTILINE)  # any module path
 
 
 def auth_failure(error: BaseException) -> Optional[str]:
