@@ -118,6 +118,11 @@ class _Reservoir:
     def rows(self) -> list[dict]:
         return [row for _, row in sorted(self._chosen, key=lambda item: item[0])]
 
+    @property
+    def seen(self) -> int:
+        """How many rows the stream held: every row offered, not only the ones drawn."""
+        return self._seen
+
 
 def _count(shards: list[str], columns: list[str]) -> Counter:
     counts: Counter = Counter()
@@ -209,6 +214,9 @@ def inspect_run(run_dir: str, selection: Selection = Selection()) -> dict[str, A
     pattern = re.compile(selection.grep) if selection.grep else None
     kept_sample: list[dict] = []
     reject_samples: dict[str, list[dict]] = {}
+    # rows the selection matched, of those searched: kept rows are not searched for a --stage or --reason, and
+    # nothing is without samples
+    matched: dict[str, Optional[int]] = {"kept": None, "rejects": None}
     if selection.samples > 0:
         if not (selection.stage or selection.reason):
             kept = _Reservoir(selection.samples, random.Random(selection.seed))
@@ -216,6 +224,7 @@ def inspect_run(run_dir: str, selection: Selection = Selection()) -> dict[str, A
                 if _matches(row, selection, pattern, labeled):
                     kept.add(row)
             kept_sample = kept.rows()
+            matched["kept"] = kept.seen
         by_reason: dict[tuple[str, str], _Reservoir] = {}  # one pass over the rejects, a reservoir per reason
         for row in _rows(rejects):
             if _matches(row, selection, pattern, labeled):
@@ -224,6 +233,7 @@ def inspect_run(run_dir: str, selection: Selection = Selection()) -> dict[str, A
                     by_reason[key] = _Reservoir(selection.samples, random.Random(f"{selection.seed}:{key[0]}:{key[1]}"))
                 by_reason[key].add(row)
         reject_samples = {f"{stage}/{reason}": by_reason[(stage, reason)].rows() for stage, reason in sorted(by_reason)}
+        matched["rejects"] = sum(reservoir.seen for reservoir in by_reason.values())
     histograms = {source: row.get("mined_score_histogram" if labeled else "score_histogram", {})
                   for source, row in report.get("sources", {}).items()}
     return {
@@ -240,6 +250,7 @@ def inspect_run(run_dir: str, selection: Selection = Selection()) -> dict[str, A
         "consistency": {key: (report.get("scorer") or {}).get(key) for key in ("k", "pool_size")}
         if (report.get("scorer") or {}).get("mode") == "consistency" else None,
         "samples": {"kept": kept_sample, "rejects": reject_samples},
+        "matched": matched,
     }
 
 
@@ -278,15 +289,20 @@ def render(result: dict, full: bool = False) -> str:
             mark = " <" if threshold is not None and float(low) <= threshold < float(low) + 0.05 else ""
             lines.append(f"  {float(low):5.2f} {n:>8,} {_bar(n, most)}{mark}")
     samples = result["samples"]
+    matched = result.get("matched", {})  # an empty sample says so, rather than printing nothing
     if samples["kept"]:
         lines.append(f"\nkept, {len(samples['kept'])} sampled:")
         for row in samples["kept"]:
             lines.append(_row_line(row, full))
+    elif matched.get("kept") == 0:
+        lines.append("\nkept: 0 rows matched")
     for name, rows in samples["rejects"].items():
         lines.append(f"\ndropped {name}, {len(rows)} sampled:")
         for row in rows:
             lines.append(_row_line(row, full) + f"\n      why: {_short(row.get('detail'), full)}  at {row.get('file')} "
                                                  f"{row.get('position')}")
+    if matched.get("rejects") == 0:
+        lines.append("\ndropped: 0 rows matched")
     return "\n".join(lines)
 
 
