@@ -4,9 +4,8 @@ from __future__ import annotations
 import hashlib
 from typing import NamedTuple, Optional
 
-import apache_beam as beam
-
 from cmtp.schemas.arrow import arrow_schema
+from cmtp.schemas.coders import register_row_coder
 
 
 class LabeledRecord(NamedTuple):
@@ -35,4 +34,4 @@ def record_id(task: str, source: str, group: str, query: str, pos: list[str]) ->
 
 
 LABELED_SCHEMA = arrow_schema(LabeledRecord)
-beam.coders.registry.register_coder(LabeledRecord, beam.coders.RowCoder)
+register_row_coder(LabeledRecord)

@@ -4,9 +4,8 @@ from __future__ import annotations
 import hashlib
 from typing import NamedTuple, Optional
 
-import apache_beam as beam
-
 from cmtp.schemas.arrow import arrow_schema
+from cmtp.schemas.coders import register_row_coder
 
 
 class Pair(NamedTuple):
@@ -36,4 +35,4 @@ def pair_id(source: str, kind: str, query: str, passage: str) -> str:
 
 
 PAIR_SCHEMA = arrow_schema(Pair)
-beam.coders.registry.register_coder(Pair, beam.coders.RowCoder)
+register_row_coder(Pair)

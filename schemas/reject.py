@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
-import apache_beam as beam
-
 from cmtp.schemas.arrow import arrow_schema
+from cmtp.schemas.coders import register_row_coder
 
 
 class Reject(NamedTuple):
@@ -27,4 +26,4 @@ class Reject(NamedTuple):
 
 
 REJECT_SCHEMA = arrow_schema(Reject)
-beam.coders.registry.register_coder(Reject, beam.coders.RowCoder)
+register_row_coder(Reject)

