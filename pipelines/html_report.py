@@ -4,6 +4,10 @@ The funnel, per-source tables, score histograms per source with the threshold ma
 distributions of both sides, and sample tables of kept and rejected rows. Plots are drawn with
 matplotlib (the `[report]` extra) and embedded as PNG data URIs. Lengths are read a column batch at a
 time (pyarrow's utf8_length), so the page is made in bounded memory whatever the run's size.
+
+Chinese renders without a CJK font on the machine: the `[report]` extra ships Noto Sans SC (OFL-1.1, from
+pylopdf-fonts-zh-cn), which the plots fall back to for glyphs their Latin font lacks, and which the page embeds
+as a web font cut down to the characters it shows (fontTools, which matplotlib already needs).
 """
 from __future__ import annotations
 
@@ -18,6 +22,10 @@ import matplotlib
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from fontTools import subset
+from fontTools.ttLib import TTFont
+from matplotlib import font_manager
+from pylopdf_fonts_zh_cn import sans_path
 
 from cmtp.pipelines.inspect import InspectError, Selection, check_columns, inspect_run, reading
 
@@ -25,6 +33,31 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 LENGTH_BINS = np.array([0, 5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 10 ** 9])
+
+CJK_FONT = str(sans_path())  # Noto Sans SC Regular: every GB 18030 hanzi and CJK punctuation
+font_manager.fontManager.addfont(CJK_FONT)  # explicitly, whatever fonts the system has
+CJK_FAMILY = font_manager.FontProperties(fname=CJK_FONT).get_name()
+WEB_FONT = "cmtp-cjk"  # the page's name for the embedded cut of CJK_FONT
+# the plots' fonts: the configured ones first (Latin looks as before), CJK_FONT for the glyphs they lack
+with_cjk_fallback = plt.rc_context({"font.family": [*plt.rcParams["font.family"], CJK_FAMILY]})
+
+
+def _font_face(text: str) -> str:
+    """An @font-face rule embedding CJK_FONT cut to the non-ASCII characters of `text` (WOFF, no hinting), ''
+    for none. The page's own font comes first, so Latin text looks as before."""
+    wanted = {ord(c) for c in text if ord(c) > 127}
+    if not wanted:
+        return ""
+    options = subset.Options(flavor="woff", layout_features=[], hinting=False)
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(unicodes=wanted)
+    font = TTFont(CJK_FONT, recalcBBoxes=False)  # the font's bounding box is kept: a third of the time
+    subsetter.subset(font)
+    buffer = io.BytesIO()
+    font.flavor = "woff"
+    font.save(buffer)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"@font-face{{font-family:{WEB_FONT};src:url(data:font/woff;base64,{data}) format('woff')}}"
 
 
 def _png(figure) -> str:
@@ -63,6 +96,7 @@ def _lengths(run_dir: str, labeled: bool) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
+@with_cjk_fallback
 def _funnel_plot(steps: list[tuple[str, int]]) -> str:
     figure, axis = plt.subplots(figsize=(7, 0.45 * len(steps) + 0.6))
     labels, values = [label for label, _ in steps][::-1], [n for _, n in steps][::-1]
@@ -74,6 +108,7 @@ def _funnel_plot(steps: list[tuple[str, int]]) -> str:
     return _png(figure)
 
 
+@with_cjk_fallback
 def _histogram_plot(source: str, histogram: dict[str, int], threshold, title: str) -> str:
     figure, axis = plt.subplots(figsize=(5, 2.4))
     lows = sorted(histogram, key=float)
@@ -87,6 +122,7 @@ def _histogram_plot(source: str, histogram: dict[str, int], threshold, title: st
     return _png(figure)
 
 
+@with_cjk_fallback
 def _length_plot(source: str, sides: dict[str, np.ndarray]) -> str:
     figure, axis = plt.subplots(figsize=(5, 2.4))
     labels = [f"<{high}" if high < 10 ** 9 else f">={LENGTH_BINS[-2]}" for high in LENGTH_BINS[1:]]
@@ -118,9 +154,10 @@ def _sample_rows(rows: list[dict], rejected: bool) -> list[list[object]]:
     return out
 
 
-STYLE = """body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0 20px}
-td,th{border:1px solid #ccc;padding:3px 6px;font-size:12px;vertical-align:top;max-width:520px}
-th{background:#f0f0f0}h2{margin-top:32px}.plots img{margin:4px}"""
+STYLE = f"""body{{font-family:sans-serif,{WEB_FONT};margin:24px;color:#222}}
+table{{border-collapse:collapse;margin:8px 0 20px}}
+td,th{{border:1px solid #ccc;padding:3px 6px;font-size:12px;vertical-align:top;max-width:520px}}
+th{{background:#f0f0f0}}h2{{margin-top:32px}}.plots img{{margin:4px}}"""
 
 
 def check_html_target(path: str) -> None:
@@ -171,8 +208,9 @@ def write_html(run_dir: str, path: str, samples: int = 5, seed: int = 1) -> str:
         parts += [f"<h3>{html.escape(name)}</h3>",
                   _table(["source", "kind", "score", "query", "passage / text", "why", "where"],
                          _sample_rows(rows, True))]
+    body = "".join(parts)
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>cmtp run report</title>"
-            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
+            f"<style>{_font_face(body)}{STYLE}</style></head><body>{body}</body></html>")
     try:
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(page)

@@ -270,7 +270,41 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--enable-logging=stderr", "--v=0"]
 
 
+# Appended to a copy of the page: draws each CJK character of the page in the table cells' fonts on a canvas and
+# lists those drawn exactly like a code point no font has (U+10FFFD), i.e. as the missing-glyph box.
+GLYPH_CHECK = r"""<script>(async () => {
+  const family = getComputedStyle(document.querySelector("td")).fontFamily, font = `32px ${family}`;
+  const chars = [...new Set(document.body.innerText)].filter(c => c.codePointAt(0) >= 0x2e80);
+  await document.fonts.load(font, chars.join(""));
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = 48;
+  const context = canvas.getContext("2d", {willReadFrequently: true});
+  context.font = font;
+  const draw = c => { context.clearRect(0, 0, 48, 48); context.fillText(c, 4, 38);
+                      return context.getImageData(0, 0, 48, 48).data.join(); };
+  const box = draw("\u{10FFFD}"), out = document.createElement("pre");
+  out.id = "glyph-check";
+  out.textContent = JSON.stringify({family, checked: chars.length, missing: chars.filter(c => draw(c) === box)});
+  document.body.append(out);
+})();</script>"""
+
+
+def _embedded_font_characters(text: str) -> set[str]:
+    """The characters the page's embedded web font has glyphs for."""
+    import base64
+    import io
+    import re
+
+    from fontTools.ttLib import TTFont
+
+    fonts = re.findall(r"@font-face\{[^}]*src:url\(data:font/woff;base64,([A-Za-z0-9+/=]+)\)", text)
+    assert len(fonts) == 1, "the page embeds one web font"
+    return {chr(code) for code in TTFont(io.BytesIO(base64.b64decode(fonts[0]))).getBestCmap()}
+
+
+@pytest.mark.filterwarnings("error:Glyph .* missing from font:UserWarning")  # matplotlib's tofu, in a chart
 def test_html_report_opens_in_a_headless_browser_with_funnel_and_histograms(real_runs, tmp_path):
+    import html
     import re
     import subprocess
 
@@ -280,6 +314,10 @@ def test_html_report_opens_in_a_headless_browser_with_funnel_and_histograms(real
     assert main(["inspect", str(real_runs[0]), "--html", str(page), "--samples", "3"]) == 0
     text = page.read_text("utf-8")
     assert not re.search(r"""(src|href)=['"]?(https?:|//)""", text)  # self-contained: nothing to fetch
+    # Chinese renders on a machine without a CJK font: the page carries a font with every character it shows
+    shown = {c for c in re.sub(r"<style>.*?</style>", "", text, flags=re.S) if ord(c) > 127}
+    cjk = {c for c in shown if ord(c) >= 0x2E80}
+    assert len(cjk) > 500 and shown <= _embedded_font_characters(text)
     chromium = _chromium()
     flags = CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
@@ -295,3 +333,12 @@ def test_html_report_opens_in_a_headless_browser_with_funnel_and_histograms(real
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and shot.stat().st_size > 20_000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # and chromium draws each of them as a glyph, not as the missing-glyph box
+    probe = tmp_path / "glyph-check.html"
+    probe.write_text(text.replace("</body>", GLYPH_CHECK + "</body>"), encoding="utf-8")
+    checked = subprocess.run([chromium, *flags, "--virtual-time-budget=20000", "--dump-dom", probe.as_uri()],
+                             capture_output=True, text=True, timeout=120)
+    found = re.search(r'<pre id="glyph-check">(.*?)</pre>', checked.stdout)
+    assert checked.returncode == 0 and found, checked.stderr[-2000:]
+    glyphs = json.loads(html.unescape(found.group(1)))
+    assert glyphs["checked"] == len(cjk) and glyphs["missing"] == [], glyphs
