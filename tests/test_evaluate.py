@@ -8,7 +8,17 @@ import numpy as np
 import pytest
 
 from cmtp.pipelines.cli import main
-from cmtp.pipelines.evaluate import load_data, ndcg, run_eval, top_ids
+from cmtp.pipelines.evaluate import (
+    EvalError,
+    bm25_scorer,
+    choose_tokenizer,
+    english_tokens,
+    load_data,
+    ndcg,
+    run_eval,
+    table,
+    top_ids,
+)
 
 PAPER_BM25 = {"ndcg@1": 74.40, "ndcg@5": 69.30, "ndcg@10": 66.54}  # CapRetrieval paper, Table 2
 
@@ -62,3 +72,57 @@ def test_eval_refuses_bad_input_with_a_located_message(tmp_path, capsys):
                                             '{"id": "q2", "query": "狗", "positives": []}\n', encoding="utf-8")
     data = load_data(str(tmp_path))
     assert len(data.queries) == 1 and data.without_positives == 1
+
+
+def _english_eval_data(shared_data, folder):
+    """Real English data in the CapRetrieval layout: FlagEmbedding's two English example files (NLI premises as
+    queries; each row's positives graded 2, its negatives and every other row's texts as further candidates)."""
+    ids: dict[str, str] = {}
+    queries = []
+    for name in ("toy_finetune_data.jsonl", "example_nli.jsonl"):
+        for line in (shared_data / "flagembedding" / name).read_text("utf-8").splitlines():
+            row = json.loads(line)
+            positives = [ids.setdefault(text, f"c{len(ids)}") for text in row["pos"]]
+            for text in row["neg"]:
+                ids.setdefault(text, f"c{len(ids)}")
+            queries.append({"id": f"q{len(queries)}", "query": row["query"],
+                            "positives": [{"id": p, "score": 2} for p in positives]})
+    (folder / "candidates.jsonl").write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for t, i in ids.items()),
+                                             encoding="utf-8")
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries), encoding="utf-8")
+    return folder
+
+
+def test_english_words_are_lower_cased_letters_and_digits_without_punctuation():
+    assert english_tokens("Flip-flops, don't buy 3D TVs.") == ["flip", "flops", "don", "t", "buy", "3d", "tvs"]
+
+
+def test_bm25_on_english_data_uses_word_tokens_and_says_so(shared_data, tmp_path, capsys):
+    folder = _english_eval_data(shared_data, tmp_path)
+    data = load_data(str(folder))
+    assert len(data.queries) == 20 and len(data.candidates) == 100
+    english, jieba = run_eval(str(folder), "bm25"), run_eval(str(folder), "bm25", tokenizer="jieba")
+    assert (english["tokenizer"], english["cjk_share"], jieba["tokenizer"]) == ("english", 0.0, "jieba")
+    # jieba keeps punctuation as tokens, so on English '.' and '-' match: 795 of the 2,000 query-candidate
+    # pairs score above 0 through them alone; words alone never match there, and rank no worse
+    words, cut = bm25_scorer(data, "english"), bm25_scorer(data, "jieba")
+    query = "five women walk along a beach wearing flip-flops."
+    unrelated = data.candidates.index("she's not going to court to clear her record.")
+    assert cut(query)[unrelated] > 0 and words(query)[unrelated] == 0
+    punctuation_only = sum(int(((cut(q["query"]) > 0) & (words(q["query"]) == 0)).sum()) for q in data.queries)
+    assert punctuation_only > 500
+    assert english["overall"]["ndcg@10"] >= jieba["overall"]["ndcg@10"] > 50
+    assert main(["eval", "--data", str(folder), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokenizer"] == "english"
+    assert main(["eval", "--data", str(folder)]) == 0
+    assert capsys.readouterr().out.startswith("bm25 (english tokens; CJK 0% of the text units): 20 queries")
+
+
+def test_bm25_on_chinese_data_stays_with_jieba(shared_data):
+    data = load_data(str(shared_data / "capretrieval"))
+    assert choose_tokenizer(data) == "jieba"
+    result = run_eval(str(shared_data / "capretrieval"), "bm25")
+    assert result["tokenizer"] == "jieba" and result["cjk_share"] > 0.9
+    assert table(result, "bm25").startswith("bm25 (jieba tokens; CJK 98% of the text units): 377 queries")
+    with pytest.raises(EvalError, match="tokenizer 'spacy': not one of auto, jieba, english"):
+        choose_tokenizer(data, "spacy")
