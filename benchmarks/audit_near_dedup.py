@@ -388,10 +388,16 @@ def load_old(commit: str = OLD_COMMIT) -> ModuleType:
 
 def near_dedup(module: ModuleType = current, n_items: Optional[int] = None):
     """The module's NearDedup at the default shingle settings and its own defaults otherwise (no rounds argument:
-    `rounds` before the rewrite, `max_rounds` after); `max_nodes` where it takes one, as the pipelines pass it."""
+    `rounds` before the rewrite, `max_rounds` after); `max_nodes` where it takes one, as the pipelines pass it.
+    The current version takes its config section; the old one positional arguments."""
     extra = {}
     if n_items is not None and "max_nodes" in inspect.signature(module.NearDedup).parameters:
         extra["max_nodes"] = n_items
+    if module is current:
+        from cmtp.pipelines.config import NearDedupConfig
+
+        settings = NearDedupConfig(ngram=NGRAM, num_perm=NUM_PERM, threshold=THRESHOLD, seed=SEED)
+        return module.NearDedup(settings, SurvivorOrder({}), **extra)
     return module.NearDedup(SurvivorOrder({}), NGRAM, NUM_PERM, THRESHOLD, SEED, **extra)
 
 

@@ -57,6 +57,7 @@ def child(n: int, version: str) -> None:
     import apache_beam as beam
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
+    from cmtp.pipelines.config import NearDedupConfig
     from cmtp.schemas import Pair, pair_id
     from cmtp.transforms.exact_dedup import ExactDedup
     from cmtp.transforms.near_dedup import NearDedup
@@ -67,7 +68,7 @@ def child(n: int, version: str) -> None:
 
         near_dedup = load_old().NearDedup(SurvivorOrder({}), 5, 128, 0.7, 1)
     else:
-        near_dedup = NearDedup(SurvivorOrder({}), 5, 128, 0.7, 1, max_nodes=600 * n)
+        near_dedup = NearDedup(NearDedupConfig(ngram=5, threshold=0.7), SurvivorOrder({}), max_nodes=600 * n)
 
     def chunk_pairs(start: int, size: int = 10000):
         # each worker regenerates the same deterministic passages: the input is not held by the driver

@@ -253,7 +253,7 @@ def run_extract_only(config_path: str, out_dir: str, level: str = "extract") -> 
         pairs | "WritePairs" >> WriteParquetShards(FileSystems.join(out_dir, "data"), PAIR_SCHEMA)
         rejects | "WriteRejects" >> WriteParquetShards(FileSystems.join(out_dir, "rejects"), REJECT_SCHEMA)
     if level in ("extract", "extract_report"):
-        streams = {"stats": stats | "AllStats" >> beam.Flatten(), "records": records, "pairs": pairs,
+        streams = {"stats": stats | "AllStats" >> beam.Flatten(), "records": records, "extracted": pairs,
                    "kept": pairs, "rejects": rejects}
         streams | "Report" >> WriteReport(FileSystems.join(out_dir, "report.json"), {"pipeline": "unlabeled"})
     pipeline.run().wait_until_finish()

@@ -6,6 +6,7 @@ import random
 import pytest
 
 from beam_helpers import run_transform
+from cmtp.pipelines.config import NearDedupConfig
 from cmtp.schemas import Pair, pair_id
 from cmtp.transforms.exact_dedup import ExactDedup
 from cmtp.transforms.near_dedup import MinHasher, NearDedup, lsh_shape, shingles
@@ -69,7 +70,8 @@ def test_identical_copies_from_one_record_keep_one_row(scope):
 
 def test_near_dedup_drops_the_near_copy_and_keeps_unrelated_text():
     original, edited, other = make_pair("电池进展", BASE), make_pair("电池新闻", NEAR), make_pair("熊猫", OTHER)
-    out = run_transform(NearDedup(SurvivorOrder({}), 5, 128, 0.8, 1), [original, edited, other])
+    out = run_transform(NearDedup(NearDedupConfig(ngram=5, threshold=0.8), SurvivorOrder({})),
+                        [original, edited, other])
     kept = {p.id for p in out["pairs"]}
     assert other.id in kept and len(kept) == 2
     (reject,) = out["rejects"]
@@ -80,7 +82,7 @@ def test_near_dedup_drops_the_near_copy_and_keeps_unrelated_text():
 
 def test_near_dedup_prefers_the_higher_priority_source():
     low, high = make_pair("电池", BASE, source="wudao"), make_pair("电池", NEAR, source="csl")
-    out = run_transform(NearDedup(SurvivorOrder({"csl": 5}), 5, 128, 0.8, 1), [low, high])
+    out = run_transform(NearDedup(NearDedupConfig(ngram=5, threshold=0.8), SurvivorOrder({"csl": 5})), [low, high])
     assert [p.source for p in out["pairs"]] == ["csl"]
 
 
@@ -90,8 +92,8 @@ def test_survivors_do_not_depend_on_input_order(seed):
              enumerate([BASE, NEAR, OTHER, BASE + "补充一句。", OTHER.replace("国宝", "活化石")])]
     shuffled = pairs[:]
     random.Random(seed).shuffle(shuffled)
-    first = run_transform(NearDedup(SurvivorOrder({}), 5, 128, 0.8, 1), pairs)
-    again = run_transform(NearDedup(SurvivorOrder({}), 5, 128, 0.8, 1), shuffled)
+    first = run_transform(NearDedup(NearDedupConfig(ngram=5, threshold=0.8), SurvivorOrder({})), pairs)
+    again = run_transform(NearDedup(NearDedupConfig(ngram=5, threshold=0.8), SurvivorOrder({})), shuffled)
     assert sorted(p.id for p in first["pairs"]) == sorted(p.id for p in again["pairs"])
     assert sorted(r.detail for r in first["rejects"]) == sorted(r.detail for r in again["rejects"])
 
@@ -107,7 +109,8 @@ def test_a_chain_of_near_duplicates_is_one_component_with_one_survivor():
     assert estimated_jaccard(hasher.signature(a), hasher.signature(c)) < 0.7
     pairs = [make_pair("甲", a + "。" * 9, position="record 0"), make_pair("乙", b, position="record 1"),
              make_pair("丙", c, position="record 2")]
-    out = run_transform(NearDedup(SurvivorOrder({}), 3, 128, 0.7, 1), pairs, ("pairs", "rejects", "stats"))
+    out = run_transform(NearDedup(NearDedupConfig(ngram=3, threshold=0.7), SurvivorOrder({})), pairs,
+                        ("pairs", "rejects", "stats"))
     assert [p.position for p in out["pairs"]] == ["record 0"]
     assert sorted(r.position for r in out["rejects"]) == ["record 1", "record 2"]
     assert all(pairs[0].id in r.detail for r in out["rejects"])
@@ -130,7 +133,7 @@ def test_traditional_and_punctuation_copies_are_near_duplicates():
 
     traditional = opencc.OpenCC("s2t").convert(BASE)
     assert traditional != BASE
-    out = run_transform(NearDedup(SurvivorOrder({}), 5, 128, 0.7, 1), [
+    out = run_transform(NearDedup(NearDedupConfig(ngram=5, threshold=0.7), SurvivorOrder({})), [
         make_pair("简体", BASE), make_pair("繁體", traditional), make_pair("标点", BASE.replace("，", " , "))])
     assert len(out["pairs"]) == 1 and len(out["rejects"]) == 2
 

@@ -127,7 +127,7 @@ class _LosesLine1(WriteParquetShards):
                                                      "pairs_dropped")])
 def test_rows_lost_by_the_write_fail_the_run(tmp_path, monkeypatch, lost, check):
     monkeypatch.setattr(_LosesLine1, "lost", lost)
-    monkeypatch.setattr("cmtp.pipelines.unlabeled.WriteParquetShards", _LosesLine1)
+    monkeypatch.setattr("cmtp.pipelines.outputs.WriteParquetShards", _LosesLine1)  # the write every pipeline shares
     config = write_config(tmp_path / "run.yaml", {"dureader": [dureader_file(tmp_path)]}, threshold=-1.0)
     code, report = run(config, tmp_path / "out")
     assert not report["checks"][check]

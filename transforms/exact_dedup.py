@@ -9,9 +9,9 @@ from apache_beam.metrics import Metrics
 
 from cmtp.schemas import Pair, Reject
 from cmtp.transforms.normalize import dedup_form
+from cmtp.transforms.report import STATS
+from cmtp.transforms.stage import PAIRS, REJECTS
 from cmtp.transforms.survivor import SurvivorOrder
-
-REJECTS = "rejects"
 
 
 def content_key(pair: Pair, scope: str = "pair", within_source: bool = False) -> bytes:
@@ -68,5 +68,5 @@ class ExactDedup(beam.PTransform):
             pairs
             | "ByContent" >> beam.Map(lambda pair: (content_key(pair, scope, within), pair))
             | "Group" >> beam.GroupByKey()
-            | "KeepOne" >> beam.ParDo(_KeepOne(self._order, reason)).with_outputs(REJECTS, main="pairs")
+            | "KeepOne" >> beam.ParDo(_KeepOne(self._order, reason)).with_outputs(REJECTS, STATS, main=PAIRS)
         )

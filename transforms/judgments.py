@@ -179,7 +179,7 @@ class AssembleRecords(beam.PTransform):
             | "ByQuery" >> beam.Map(lambda pair: ((pair.source, pair.origin_id), pair))
             | "Group" >> beam.GroupByKey()
             | "Assemble" >> beam.ParDo(_Assemble(self._tasks, self._instructions)).with_outputs(
-                REJECTS, main="records")
+                REJECTS, STATS, main="records")
         )
 
 

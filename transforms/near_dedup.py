@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 import apache_beam as beam
 import numpy as np
@@ -41,10 +41,12 @@ from datasketch.lsh import _optimal_param
 
 from cmtp.schemas import Pair, Reject
 from cmtp.transforms.components import ConnectedComponents, rounds_bound
-from cmtp.transforms.report import STATS
-from cmtp.transforms.survivor import SurvivorOrder
+from cmtp.transforms.stage import PAIRS, REJECTS, Staged
+from cmtp.transforms.survivor import PAIR_ID, SurvivorOrder
 
-REJECTS = "rejects"
+if TYPE_CHECKING:
+    from cmtp.pipelines.config import NearDedupConfig
+
 FALSE_POSITIVE_WEIGHT, FALSE_NEGATIVE_WEIGHT = 0.1, 0.9
 
 
@@ -135,7 +137,7 @@ class _BandKeys(beam.DoFn):
         self._hasher, self._order, self._scope, self._within = hasher, order, scope, within_source
 
     def process(self, pair: Pair):
-        rank = self._order.key(pair)[:4]  # (priority, quality, quality, id): ids are unique after exact dedup
+        rank = self._order.rank(pair)
         signature = self._hasher.signature(scoped_text(pair, self._scope))
         prefix = pair.source.encode("utf-8") if self._within else b""
         for key in self._hasher.band_keys(signature, prefix):
@@ -155,7 +157,7 @@ def _candidates(bucket: tuple[bytes, Iterable[tuple]], window: int = WINDOW):
     members = sorted(ranks)
     for i, better in enumerate(members):
         for worse in members[i + 1:i + 1 + window]:
-            yield worse[3], (worse, better)
+            yield worse[PAIR_ID], (worse, better)
 
 
 class _AttachSignature(beam.DoFn):
@@ -165,7 +167,7 @@ class _AttachSignature(beam.DoFn):
         _, grouped = element
         signatures = list(grouped["signature"])
         for member_rank, best_rank in grouped["candidate"]:
-            yield best_rank[3], (member_rank, best_rank, signatures[0])
+            yield best_rank[PAIR_ID], (member_rank, best_rank, signatures[0])
 
 
 class _Verify(beam.DoFn):
@@ -190,14 +192,14 @@ class _Decide(beam.DoFn):
         labels = list(grouped["label"])
         for pair in grouped["pair"]:
             label: Optional[tuple] = labels[0] if labels else None
-            if label is None or label[3] == pair_id:
+            if label is None or label[PAIR_ID] == pair_id:
                 yield pair
                 continue
             Metrics.counter("dedup", "near_duplicate").inc()
             yield beam.pvalue.TaggedOutput(REJECTS, Reject(
                 id=pair.id, source=pair.source, stage="dedup", reason="near_duplicate",
-                detail=f"near duplicate of {label[3]}", file=pair.file, position=pair.position,
-                kind=pair.kind, query=pair.query, passage=pair.passage, survivor=label[3]))
+                detail=f"near duplicate of {label[PAIR_ID]}", file=pair.file, position=pair.position,
+                kind=pair.kind, query=pair.query, passage=pair.passage, survivor=label[PAIR_ID]))
 
 
 class NearDedup(beam.PTransform):
@@ -205,20 +207,20 @@ class NearDedup(beam.PTransform):
     many rounds the components took and how many nodes still changed in the last one allowed (`stats`:
     `near_dedup_rounds`, `near_dedup_unsettled`; the report fails a run whose unsettled count is not 0).
 
-    Expects ids to be unique, which exact dedup guarantees (the id is a hash of the content). `max_rounds` bounds
-    the component rounds (transforms/components.py); by default it comes from `max_nodes`, an upper bound on the
-    pairs (the pipelines derive it from the input size).
+    Expects ids to be unique, which exact dedup guarantees (the id is a hash of the content). `settings` is the
+    config's `dedup.near` section (n-grams, permutations, threshold, seed, scope, unit, within_source,
+    fold_traditional, max_rounds). `max_rounds` bounds the component rounds (transforms/components.py); by default
+    it comes from `max_nodes`, an upper bound on the pairs (the pipelines derive it from the input size).
     """
 
-    def __init__(self, order: SurvivorOrder, ngram: int, num_perm: int, threshold: float, seed: int,
-                 scope: str = "passage", unit: str = "char", within_source: bool = False,
-                 max_rounds: Optional[int] = None, fold_traditional: bool = True, max_nodes: int = 1 << 32,
+    def __init__(self, settings: "NearDedupConfig", order: SurvivorOrder, max_nodes: int = 1 << 32,
                  window: int = WINDOW):
         super().__init__()
         self._order = order
-        self._hasher = MinHasher(ngram, num_perm, threshold, seed, unit, fold_traditional)
-        self._scope, self._within, self._window = scope, within_source, window
-        self.max_rounds = max_rounds or rounds_bound(max_nodes)
+        self._hasher = MinHasher(settings.ngram, settings.num_perm, settings.threshold, settings.seed, settings.unit,
+                                 settings.fold_traditional)
+        self._scope, self._within, self._window = settings.scope, settings.within_source, window
+        self.max_rounds = settings.max_rounds or rounds_bound(max_nodes)
 
     def expand(self, pairs):
         keyed = pairs | "BandKeys" >> beam.ParDo(
@@ -246,11 +248,11 @@ class NearDedup(beam.PTransform):
             | "AsStats" >> beam.FlatMap(lambda summary: [(("near_dedup_rounds", "", "", ""), summary[0]),
                                                           (("near_dedup_unsettled", "", "", ""), summary[1])])
         )
-        labels = components["labels"] | "ById" >> beam.Map(lambda item: (item[0][3], item[1]))
+        labels = components["labels"] | "ById" >> beam.Map(lambda item: (item[0][PAIR_ID], item[1]))
         by_id = pairs | "PairById" >> beam.Map(lambda pair: (pair.id, pair))
         decided = (
             {"pair": by_id, "label": labels}
             | "Join" >> beam.CoGroupByKey()
-            | "Decide" >> beam.ParDo(_Decide()).with_outputs(REJECTS, main="pairs")
+            | "Decide" >> beam.ParDo(_Decide()).with_outputs(REJECTS, main=PAIRS)
         )
-        return {"pairs": decided.pairs, "rejects": decided.rejects, STATS: stats}
+        return Staged(decided.pairs, decided.rejects, stats)

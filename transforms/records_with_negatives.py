@@ -10,7 +10,7 @@ negative it already has, or a near-copy of a positive.
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 import apache_beam as beam
 import numpy as np
@@ -21,6 +21,9 @@ from cmtp.transforms.embedders import Embedder, load_embedder
 from cmtp.transforms.negative_search import CorpusItem, Mined, MineNegatives, MiningQuery
 from cmtp.transforms.report import STATS
 from cmtp.transforms.scoring import encode_sorted
+
+if TYPE_CHECKING:
+    from cmtp.pipelines.config import MiningConfig
 
 
 def text_id(text: str) -> str:
@@ -85,17 +88,19 @@ class _Attach(beam.DoFn):
 
 class MineHardNegatives(beam.PTransform):
     """{"records": LabeledRecords, "corpus": (task, text) extra passages} -> records with mined negatives (main) and
-    counts (`stats`). Records of tasks not in `tasks` pass through unchanged."""
+    counts (`stats`). Records of tasks not in `tasks` pass through unchanged. `mining` is the config's `negatives`
+    section: the backend and its settings, batch sizes, per_record, rank_range, the ceiling on similarity to a
+    positive, seed and block sizes."""
 
-    def __init__(self, tasks: Iterable[str], backend: str, settings: Mapping[str, object], *, per_record: int,
-                 rank_range: tuple[int, int], ceiling: float, seed: int, query_block: int, corpus_block: int,
-                 min_batch_size: int = 16, max_batch_size: int = 256, slice_size: int = 64):
+    def __init__(self, mining: "MiningConfig", tasks: Iterable[str]):
         super().__init__()
         self._tasks = frozenset(tasks)
-        self._embed = _Embed(backend, settings, slice_size)
-        self._batch = dict(min_batch_size=min_batch_size, max_batch_size=max_batch_size)
-        self._mine = MineNegatives(rank_range[0], rank_range[1], per_record, ceiling, seed, query_block, corpus_block)
-        self._per_record = per_record
+        self._embed = _Embed(mining.backend, mining.settings(), mining.slice_size)
+        self._batch = dict(min_batch_size=mining.min_batch_size, max_batch_size=mining.max_batch_size)
+        low, high = mining.rank_range
+        self._mine = MineNegatives(low, high, mining.per_record, mining.max_similarity_to_positive, mining.seed,
+                                   mining.query_block, mining.corpus_block)
+        self._per_record = mining.per_record
 
     def expand(self, inputs):
         tasks = self._tasks

@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from cmtp.schemas import Reject
-
 STATS = "stats"
+STAGE = "stage"  # a cleaning stage's ledger event: ((STAGE, "", label, "in" | "kept" | "rejected"), n)
 HISTOGRAM_BIN = 0.05
 
 
@@ -79,150 +79,128 @@ def _written_checks(counters: dict[str, int], kept: tuple[str, int], rejects: tu
     }
 
 
-def assemble(counts: Iterable[tuple[tuple[str, str, str, str], int]], header: dict[str, Any]) -> dict[str, Any]:
-    """The report dict from the summed counts; `checks` holds each balance and whether it holds."""
-    per_source: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
-    run_counters: dict[str, int] = defaultdict(int)  # counts of the whole run, not of a source
-    for (name, source, stage, reason), n in counts:
-        if not source:
-            run_counters[name] += n
-            continue
-        entry = per_source[source]
-        if name == "reject":
-            entry.setdefault("dropped", defaultdict(lambda: defaultdict(int)))[stage][reason] += n
-            entry[_ledger_field(stage, "pairs_dropped")] += n
-        elif name == "score":
-            entry.setdefault("score_histogram", defaultdict(int))[stage] += n
-        elif ":" in name:  # a tally by type: "pii_masked:phone", "flagged:passage_flagged_abuse"
-            group, key = name.split(":", 1)
-            entry.setdefault(group, defaultdict(int))[key] += n
-        else:
-            entry[name] += n
+@dataclass(frozen=True)
+class Ledger:
+    """What a pipeline's report counts, in its own words: the unit cleaning keeps or drops (pairs, or judgments),
+    what a parsed record becomes, what a written row is, and which tallies a source's row carries."""
 
-    fields = ("records_read", "read_rejects", "records_parsed", "extract_rejects", "records_with_pairs",
-              "pairs_made", "pairs_extracted", "pairs_dropped", "pairs_kept")
-    sources, totals, dropped = _per_source_rows(per_source, fields, "score_histogram",
-                                                ("pii_masked", "flagged", "pairs_capped"))
+    unit: str  # "pairs" | "judgments"
+    made_by: str  # who states how many units they made: "extractors" | "readers"
+    rows: str  # a source's input rows in its balance check: "records" | "rows"
+    parsed_into: tuple[str, ...]  # a parsed record ends as one of these (or as an extract reject)
+    kept_rows: str  # the ledger field the written data rows are checked against
+    histogram: tuple[str, str]  # (event name, report field) of the score histogram
+    extra_fields: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()  # tallies by type kept in a source's row
+    unique_ids_key: Optional[str] = None  # a header key that says whether ids are promised unique (default yes)
+    tasks: bool = False  # a summary per task ("task" events)
 
-    t = totals
-    checks = {
-        "records_read == read_rejects + records_parsed": t["records_read"] == t["read_rejects"] + t["records_parsed"],
-        "records_parsed == extract_rejects + records_with_pairs":
-            t["records_parsed"] == t["extract_rejects"] + t["records_with_pairs"],
-        "pairs_extracted == pairs made by extractors": t["pairs_extracted"] == t["pairs_made"],
-        "pairs_extracted == pairs_kept + pairs_dropped": t["pairs_extracted"] == t["pairs_kept"] + t["pairs_dropped"],
-        **_written_checks(run_counters, ("pairs_kept", t["pairs_kept"]),
-                          ("read_rejects + extract_rejects + pairs_dropped",
-                           t["read_rejects"] + t["extract_rejects"] + t["pairs_dropped"]),
-                          # an id is a hash of the pair's content: copies share it unless exact pair dedup is on
-                          unique_ids=header.get("exact_pair_dedup", True)),
-        **_near_dedup_checks(run_counters),
-    }
-    for source, row in sources.items():
-        checks[f"{source}: records and pairs balance"] = (
-            row["records_read"] == row["read_rejects"] + row["extract_rejects"] + row["records_with_pairs"]
-            and row["pairs_extracted"] == row["pairs_made"] == row["pairs_kept"] + row["pairs_dropped"])
-    return {
-        **header,
-        "totals": totals,
-        "dropped": {s: dict(sorted(r.items())) for s, r in sorted(dropped.items())},
-        "sources": sources,
-        "counters": dict(sorted(run_counters.items())),
-        "checks": checks,
-        "balanced": all(checks.values()),
-    }
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return ("records_read", "read_rejects", "records_parsed", "extract_rejects", *self.parsed_into,
+                f"{self.unit}_made", f"{self.unit}_extracted", f"{self.unit}_dropped", f"{self.unit}_kept",
+                *self.extra_fields)
 
 
-LABELED_FIELDS = ("records_read", "read_rejects", "records_parsed", "extract_rejects", "texts_parsed",
-                  "rows_with_judgments", "judgments_made", "judgments_extracted", "judgments_dropped",
-                  "judgments_kept", "records_kept", "negatives_mined", "negatives_short")
+PAIRS = Ledger("pairs", "extractors", "records", ("records_with_pairs",), "pairs_kept", ("score", "score_histogram"),
+               groups=("pii_masked", "flagged", "pairs_capped"), unique_ids_key="exact_pair_dedup")
+JUDGMENTS = Ledger("judgments", "readers", "rows", ("texts_parsed", "rows_with_judgments"), "records_kept",
+                   ("mined_score", "mined_score_histogram"),
+                   extra_fields=("records_kept", "negatives_mined", "negatives_short"), tasks=True)
 
 
-def assemble_labeled(counts: Iterable[tuple[tuple[str, str, str, str], int]], header: dict[str, Any]) -> dict[str, Any]:
-    """The labeled run's report: rows read -> parsed -> lookup texts or judgment rows; judgments -> kept (in
-    records) or dropped (reject rows), each balance checked per source and in total; and a summary per task."""
+def assemble(counts: Iterable[tuple[tuple[str, str, str, str], int]], header: dict[str, Any],
+             ledger: Ledger = PAIRS) -> dict[str, Any]:
+    """The report dict from the summed counts; `checks` holds each balance and whether it holds.
+
+    Records read -> parsed -> what they became; units (pairs or judgments) extracted -> kept or dropped (reject
+    rows), each balance checked per source and in total; the written shards against the ledger; each cleaning
+    stage's own ledger (`in == kept + rejected`, in the order the pipeline ran them); and, for the labeled
+    ledger, a summary per task."""
+    unit = ledger.unit
     per_source: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
     tasks: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    run_counters: dict[str, int] = defaultdict(int)
+    stages: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    run_counters: dict[str, int] = defaultdict(int)  # counts of the whole run, not of a source
     for (name, source, stage, reason), n in counts:
         if name == "task":
             tasks[source][stage] += n
+        elif name == STAGE:
+            stages[stage][reason] += n
         elif not source:
             run_counters[name] += n
         elif name == "reject":
             entry = per_source[source]
             entry.setdefault("dropped", defaultdict(lambda: defaultdict(int)))[stage][reason] += n
-            entry[_ledger_field(stage, "judgments_dropped")] += n
-        elif name == "mined_score":
-            per_source[source].setdefault("mined_score_histogram", defaultdict(int))[stage] += n
+            entry[_ledger_field(stage, f"{unit}_dropped")] += n
+        elif name == ledger.histogram[0]:
+            per_source[source].setdefault(ledger.histogram[1], defaultdict(int))[stage] += n
+        elif ":" in name:  # a tally by type: "pii_masked:phone", "flagged:passage_flagged_abuse"
+            group, key = name.split(":", 1)
+            per_source[source].setdefault(group, defaultdict(int))[key] += n
         else:
             per_source[source][name] += n
-    sources, totals, dropped = _per_source_rows(per_source, LABELED_FIELDS, "mined_score_histogram", ())
-    t = totals
+    sources, t, dropped = _per_source_rows(per_source, ledger.fields, ledger.histogram[1], ledger.groups)
+
+    parsed_into = " + ".join(ledger.parsed_into)
     checks = {
         "records_read == read_rejects + records_parsed": t["records_read"] == t["read_rejects"] + t["records_parsed"],
-        "records_parsed == extract_rejects + texts_parsed + rows_with_judgments":
-            t["records_parsed"] == t["extract_rejects"] + t["texts_parsed"] + t["rows_with_judgments"],
-        "judgments_extracted == judgments made by readers": t["judgments_extracted"] == t["judgments_made"],
-        "judgments_extracted == judgments_kept + judgments_dropped":
-            t["judgments_extracted"] == t["judgments_kept"] + t["judgments_dropped"],
-        **_written_checks(run_counters, ("records_kept", t["records_kept"]),
-                          ("read_rejects + extract_rejects + judgments_dropped",
-                           t["read_rejects"] + t["extract_rejects"] + t["judgments_dropped"])),
+        f"records_parsed == extract_rejects + {parsed_into}":
+            t["records_parsed"] == t["extract_rejects"] + sum(t[field] for field in ledger.parsed_into),
+        f"{unit}_extracted == {unit} made by {ledger.made_by}": t[f"{unit}_extracted"] == t[f"{unit}_made"],
+        f"{unit}_extracted == {unit}_kept + {unit}_dropped":
+            t[f"{unit}_extracted"] == t[f"{unit}_kept"] + t[f"{unit}_dropped"],
+        **_written_checks(run_counters, (ledger.kept_rows, t[ledger.kept_rows]),
+                          (f"read_rejects + extract_rejects + {unit}_dropped",
+                           t["read_rejects"] + t["extract_rejects"] + t[f"{unit}_dropped"]),
+                          # an id is a hash of the pair's content: copies share it unless exact pair dedup is on
+                          unique_ids=header.get(ledger.unique_ids_key, True) if ledger.unique_ids_key else True),
         **_near_dedup_checks(run_counters),
     }
     for source, row in sources.items():
-        checks[f"{source}: rows and judgments balance"] = (
-            row["records_read"] == row["read_rejects"] + row["extract_rejects"] + row["texts_parsed"]
-            + row["rows_with_judgments"]
-            and row["judgments_extracted"] == row["judgments_made"] == row["judgments_kept"] + row["judgments_dropped"])
-    return {
+        checks[f"{source}: {ledger.rows} and {unit} balance"] = (
+            row["records_read"] == row["read_rejects"] + row["extract_rejects"]
+            + sum(row[field] for field in ledger.parsed_into)
+            and row[f"{unit}_extracted"] == row[f"{unit}_made"] == row[f"{unit}_kept"] + row[f"{unit}_dropped"])
+    stage_rows = _stage_rows(header.get("stages", []), stages)
+    for row in stage_rows:
+        checks[f"stage {row['stage']}: in == kept + rejected"] = row["in"] == row["kept"] + row["rejected"]
+    report = {
         **header,
-        "totals": totals,
+        "totals": t,
         "dropped": {s: dict(sorted(r.items())) for s, r in sorted(dropped.items())},
         "sources": sources,
-        "tasks": {task: dict(sorted(row.items())) for task, row in sorted(tasks.items())},
-        "counters": dict(sorted(run_counters.items())),
-        "checks": checks,
-        "balanced": all(checks.values()),
     }
+    if stage_rows:
+        report["stages"] = stage_rows
+    if ledger.tasks:
+        report["tasks"] = {task: dict(sorted(row.items())) for task, row in sorted(tasks.items())}
+    return {**report, "counters": dict(sorted(run_counters.items())), "checks": checks,
+            "balanced": all(checks.values())}
 
 
-class WriteLabeledReport(beam.PTransform):
-    """Count what every stage of the labeled pipeline produced and write `report.json`."""
+def assemble_labeled(counts: Iterable[tuple[tuple[str, str, str, str], int]], header: dict[str, Any]) -> dict[str, Any]:
+    """`assemble` with the labeled run's ledger (judgments, records and tasks)."""
+    return assemble(counts, header, JUDGMENTS)
 
-    def __init__(self, path: str, header: dict[str, Any]):
-        super().__init__()
-        self._path, self._header = path, header
 
-    def expand(self, streams: dict[str, beam.PCollection]):
-        def record_keys(record):
-            given = len(record.neg) - record.mined
-            yield ("records_kept", record.source, "", ""), 1
-            yield ("judgments_kept", record.source, "", ""), len(record.pos) + given
-            for stage, n in (("records", 1), ("positives", len(record.pos)), ("negatives_given", given),
-                             ("negatives_mined", record.mined), ("with_instruction", int(bool(record.instruction)))):
-                yield ("task", record.task, stage, ""), n
-            for score in record.mined_scores:
-                yield ("mined_score", record.source, _score_bin(score), ""), 1
-
-        events = (  # each stream summed on its own before the Flatten (see WriteReport)
-            streams["stats"] | "SumStats" >> beam.CombinePerKey(sum),
-            _counted(streams["records"], "Rows", lambda r: [(("records_parsed", r.source, "", ""), 1)]),
-            _counted(streams["judgments"], "Judgments", lambda j: [(("judgments_extracted", j.source, "", ""), 1)]),
-            _counted(streams["kept"], "Kept", record_keys),
-            _counted(streams["rejects"], "Rejects", lambda r: [(("reject", r.source, r.stage, r.reason), 1)]),
-            _repeated_ids(streams["kept"]),
-        )
-        return events | _Written(assemble_labeled, self._header, self._path)
+def _stage_rows(order: list[str], events: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    """Each cleaning stage's ledger in the order the pipeline ran them: what went in (what the stage before kept;
+    the first takes the cleaning's input), what it kept and what it rejected."""
+    rows, before = [], events.get("", {}).get("in", 0)
+    for label in order:
+        kept, rejected = events.get(label, {}).get("kept", 0), events.get(label, {}).get("rejected", 0)
+        rows.append({"stage": label, "in": before, "kept": kept, "rejected": rejected})
+        before = kept
+    return rows
 
 
 class _Written(beam.PTransform):
     """Per-stream counts -> summed -> one report dict by `assemble` -> written as JSON to `path`."""
 
-    def __init__(self, assemble_fn, header: dict[str, Any], path: str):
+    def __init__(self, header: dict[str, Any], ledger: Ledger, path: str):
         super().__init__()
-        self._assemble, self._header, self._path = assemble_fn, header, path
+        self._header, self._ledger, self._path = header, ledger, path
 
     def expand(self, events):
         return (
@@ -230,7 +208,7 @@ class _Written(beam.PTransform):
             | "AllCounts" >> beam.Flatten()
             | "Sum" >> beam.CombinePerKey(sum)
             | "Gather" >> beam.combiners.ToList()
-            | "Assemble" >> beam.Map(self._assemble, self._header)
+            | "Assemble" >> beam.Map(assemble, self._header, self._ledger)
             | "Write" >> beam.Map(_write_json, self._path)
         )
 
@@ -257,37 +235,56 @@ def _write_json(report: dict[str, Any], path: str) -> None:
         out.write(json.dumps(report, ensure_ascii=False, indent=2).encode("utf-8"))
 
 
-class WriteReport(beam.PTransform):
-    """Count what every stage produced and write `report.json`."""
+def _pair_keys(kept: bool):
+    """Report events of one unlabeled pair, kept or rejected: its score bin, and (kept) its row and flags."""
+    def keys(row):
+        if kept:
+            yield ("pairs_kept", row.source, "", ""), 1
+            for flag in (row.flags or "").split(";"):
+                if flag:
+                    yield (f"flagged:{flag.split(':', 1)[0]}", row.source, "", ""), 1
+        if row.score is not None:
+            yield ("score", row.source, _score_bin(row.score), ""), 1
+    return keys
 
-    def __init__(self, path: str, header: dict[str, Any]):
+
+def _record_keys(record):
+    """Report events of one labeled record: its judgments kept, its tallies per task, its mined scores' bins."""
+    given = len(record.neg) - record.mined
+    yield ("records_kept", record.source, "", ""), 1
+    yield ("judgments_kept", record.source, "", ""), len(record.pos) + given
+    for stage, n in (("records", 1), ("positives", len(record.pos)), ("negatives_given", given),
+                     ("negatives_mined", record.mined), ("with_instruction", int(bool(record.instruction)))):
+        yield ("task", record.task, stage, ""), n
+    for score in record.mined_scores:
+        yield ("mined_score", record.source, _score_bin(score), ""), 1
+
+
+class WriteReport(beam.PTransform):
+    """Count what every stage produced and write `report.json`, by `ledger` (PAIRS: the unlabeled run's,
+    JUDGMENTS: the labeled run's).
+
+    `streams`: `stats` (producers' own counts), `records` (parsed records), `extracted` (the units made), `kept`
+    (the rows written) and `rejects`.
+    """
+
+    def __init__(self, path: str, header: dict[str, Any], ledger: Ledger = PAIRS):
         super().__init__()
-        self._path, self._header = path, header
+        self._path, self._header, self._ledger = path, header, ledger
 
     def expand(self, streams: dict[str, beam.PCollection]):
-        def reject_key(r: Reject):
-            return ("reject", r.source, r.stage, r.reason), 1
-
-        def score_keys(row):
-            if row.score is not None:
-                yield ("score", row.source, _score_bin(row.score), ""), 1
-
-        def flag_keys(pair):
-            for flag in (pair.flags or "").split(";"):
-                if flag:
-                    yield (f"flagged:{flag.split(':', 1)[0]}", pair.source, "", ""), 1
-
+        unit = self._ledger.unit
+        unlabeled = self._ledger is PAIRS
         # Each stream is summed on its own before anything is flattened: FnApiRunner holds a Flatten's inputs in
         # memory, and flattening the kept pairs with the rejects held every row of the run (4.4 GB at 1M pairs).
-        events = (
+        events = [
             streams["stats"] | "SumStats" >> beam.CombinePerKey(sum),
             _counted(streams["records"], "Records", lambda r: [(("records_parsed", r.source, "", ""), 1)]),
-            _counted(streams["pairs"], "Pairs", lambda p: [(("pairs_extracted", p.source, "", ""), 1)]),
-            _counted(streams["kept"], "Kept", lambda p: [(("pairs_kept", p.source, "", ""), 1)]),
-            _counted(streams["rejects"], "Rejects", lambda r: [reject_key(r)]),
-            _counted(streams["kept"], "KeptScores", score_keys),
-            _counted(streams["rejects"], "RejectScores", score_keys),
-            _counted(streams["kept"], "Flags", flag_keys),
+            _counted(streams["extracted"], "Extracted", lambda p: [((f"{unit}_extracted", p.source, "", ""), 1)]),
+            _counted(streams["kept"], "Kept", _pair_keys(kept=True) if unlabeled else _record_keys),
+            _counted(streams["rejects"], "Rejects", lambda r: [(("reject", r.source, r.stage, r.reason), 1)]),
             _repeated_ids(streams["kept"]),
-        )
-        return events | _Written(assemble, self._header, self._path)
+        ]
+        if unlabeled:
+            events.append(_counted(streams["rejects"], "RejectScores", _pair_keys(kept=False)))
+        return tuple(events) | _Written(self._header, self._ledger, self._path)

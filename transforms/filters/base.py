@@ -13,8 +13,8 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from cmtp.schemas import Pair, Reject
-
-REJECTS = "rejects"
+from cmtp.transforms.report import STATS
+from cmtp.transforms.stage import REJECTS
 
 
 class Drop(NamedTuple):
@@ -83,4 +83,4 @@ class GeneralFilter(beam.PTransform):
         self._rules, self._per_source = rules, per_source or {}
 
     def expand(self, pairs):
-        return pairs | beam.ParDo(_ApplyRules(self._rules, self._per_source)).with_outputs(REJECTS, main="pairs")
+        return pairs | beam.ParDo(_ApplyRules(self._rules, self._per_source)).with_outputs(REJECTS, STATS, main="pairs")

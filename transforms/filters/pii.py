@@ -20,6 +20,7 @@ import apache_beam as beam
 from cmtp.schemas import Pair
 from cmtp.transforms.filters.base import Drop
 from cmtp.transforms.report import STATS, stat
+from cmtp.transforms.stage import REJECTS
 
 PII_TYPES = ("email", "id_card", "bank_card", "phone", "qq", "wechat")
 PLACEHOLDER = {kind: f"<{kind.upper()}>" for kind in PII_TYPES}
@@ -265,4 +266,4 @@ class MaskPii(beam.PTransform):
         self._types = tuple(types)
 
     def expand(self, pairs):
-        return pairs | beam.ParDo(_Mask(self._types)).with_outputs(STATS, main="pairs")
+        return pairs | beam.ParDo(_Mask(self._types)).with_outputs(REJECTS, STATS, main="pairs")  # masks, never drops

@@ -160,109 +160,118 @@ class _Text:
                 return False
 
 
-def iter_json_array(stream: IO[bytes]) -> Iterator[Item]:
-    """Elements of a top-level JSON array, or of the array in `{"RECORDS": [...]}`, one at a time.
+class JsonArray:
+    """Elements of a top-level JSON array, or of the array in `{"RECORDS": [...]}`, one at a time: iterate it.
 
     Memory holds one chunk plus the current record, not the file. A malformed or undecodable element becomes an
     `Unparsed` and reading resumes at the next `}, {` boundary, so one broken record costs one record; a record
     over the size limit or too deeply nested is skipped to its end; a file cut short keeps the records before
     the cut and rejects the cut one.
     """
-    text = _Text(stream)
-    text.fill()
-    text.pos = 1 if text.buf.startswith("\ufeff") else 0
-    text.skip_ws()
-    if text.at_end():  # empty or blank file: no records (the reader says so)
-        return
-    wrapper = _RECORDS_WRAPPER.match(text.buf, text.pos)
-    if wrapper:
-        text.pos = wrapper.end()
-    elif text.buf[text.pos:text.pos + 1] == "[":
-        text.pos += 1
-    else:
-        raise LayoutError('expected a JSON array or {"RECORDS": [...]}, found ' + repr(text.buf[text.pos:text.pos + 40]))
-    index = 0
-    while True:
-        if text.pos > _CHUNK:
-            text.drop(text.pos)
+
+    def __init__(self, stream: IO[bytes]):
+        self._text = _Text(stream)
+
+    def __iter__(self) -> Iterator[Item]:
+        text = self._text
+        text.fill()
+        text.pos = 1 if text.buf.startswith("\ufeff") else 0
         text.skip_ws()
-        if text.at_end():
-            yield Unparsed(f"record {index} (line {text.line_at(text.pos)})", "truncated",
-                           f"the file ends at byte {text.byte_at(text.pos)} before the array closes", "")
+        if text.at_end():  # empty or blank file: no records (the reader says so)
             return
-        if text.buf[text.pos] == "]":
-            return
-        if text.buf[text.pos] == ",":
+        wrapper = _RECORDS_WRAPPER.match(text.buf, text.pos)
+        if wrapper:
+            text.pos = wrapper.end()
+        elif text.buf[text.pos:text.pos + 1] == "[":
             text.pos += 1
-            continue
-        item, more = _array_record(text, f"record {index} (line {text.line_at(text.pos)})")
-        yield item
-        index += 1
-        if not more:
-            return
+        else:
+            raise LayoutError('expected a JSON array or {"RECORDS": [...]}, found ' + repr(text.buf[text.pos:text.pos + 40]))
+        index = 0
+        while True:
+            if text.pos > _CHUNK:
+                text.drop(text.pos)
+            text.skip_ws()
+            if text.at_end():
+                yield Unparsed(f"record {index} (line {text.line_at(text.pos)})", "truncated",
+                               f"the file ends at byte {text.byte_at(text.pos)} before the array closes", "")
+                return
+            if text.buf[text.pos] == "]":
+                return
+            if text.buf[text.pos] == ",":
+                text.pos += 1
+                continue
+            item, more = self._record(f"record {index} (line {text.line_at(text.pos)})")
+            yield item
+            index += 1
+            if not more:
+                return
 
+    def _record(self, where: str) -> tuple[Item, bool]:
+        """The array element at the reading position, and whether reading can go on past it (False when the file
+        ends in it)."""
+        text = self._text
+        start = text.pos
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(text.buf, start)
+            except json.JSONDecodeError as error:
+                if not text.eof and len(text.buf) - start < _MAX_RECORD_CHARS and text.fill():
+                    continue  # the record may only be cut by the chunk's end: read on and retry
+                return self._broken(where, error)
+            except RecursionError:
+                return self._skipped(where, "too_deep", "nested deeper than the JSON parser can follow")
+            except ValueError as error:  # valid JSON Python cannot hold: an integer over its digit limit
+                return self._skipped(where, "invalid_json", str(error))
+            text.pos = end
+            if has_escapes(text.buf, start, end):
+                return self._redecoded(where, start, end), True
+            if _SURROGATE_ESCAPE.search(text.buf, start, end) and holds_surrogates(value):
+                return _half_character(where, text.buf[start:min(end, start + _SNIPPET)]), True
+            return Parsed(where, value), True
 
-def _array_record(text: _Text, where: str) -> tuple[Item, bool]:
-    """The array element at text.pos, and whether reading can go on past it (False when the file ends in it)."""
-    start = text.pos
-    while True:
+    def _skipped(self, where: str, reason: str, detail: str) -> tuple[Item, bool]:
+        """A well-formed record that cannot be kept, moved past by its brackets."""
+        text = self._text
+        snippet = text.buf[text.pos:text.pos + _SNIPPET]
+        detail = f"{detail} (record starts at byte {text.byte_at(text.pos)})"
+        return Unparsed(where, reason, detail, snippet), text.skip_value()
+
+    def _redecoded(self, where: str, start: int, end: int) -> Item:
+        """A record with bytes that are not UTF-8: parsed again as GB18030 when it is that, else rejected."""
+        text = self._text
+        raw = text.buf[start:end].encode("utf-8", "surrogateescape")
+        decoded = decode(raw)
         try:
-            value, end = _DECODER.raw_decode(text.buf, start)
-        except json.JSONDecodeError as error:
-            if not text.eof and len(text.buf) - start < _MAX_RECORD_CHARS and text.fill():
-                continue  # the record may only be cut by the chunk's end: read on and retry
-            return _broken_record(text, where, error)
-        except RecursionError:
-            return _skipped(text, where, "too_deep", "nested deeper than the JSON parser can follow")
-        except ValueError as error:  # valid JSON Python cannot hold: an integer over its digit limit
-            return _skipped(text, where, "invalid_json", str(error))
-        text.pos = end
-        if has_escapes(text.buf, start, end):
-            return _redecoded(text, where, start, end), True
-        if _SURROGATE_ESCAPE.search(text.buf, start, end) and holds_surrogates(value):
-            return _half_character(where, text.buf[start:min(end, start + _SNIPPET)]), True
-        return Parsed(where, value), True
+            value = json.loads(decoded) if decoded is not None else None
+        except (ValueError, RecursionError):  # the GB18030 reading is not the record the UTF-8 one parsed
+            decoded = None
+        if decoded is None:
+            return Unparsed(where, "undecodable", f"bytes are neither UTF-8 nor GB18030 at byte "
+                            f"{text.byte_at(start) + first_bad_byte(raw)}", text.buf[start:min(end, start + _SNIPPET)])
+        return _half_character(where, decoded[:_SNIPPET]) if holds_surrogates(value) else Parsed(where, value)
+
+    def _broken(self, where: str, error: json.JSONDecodeError) -> tuple[Item, bool]:
+        """A record that does not parse: truncated (the file ends in it), too large (it did not end within the
+        limit), or malformed or undecodable (reading resumes at the next record boundary)."""
+        text = self._text
+        start = text.pos
+        snippet = text.buf[start:start + _SNIPPET]
+        located = f"{error.msg} at line {text.line_at(error.pos)} column {text.column_at(error.pos)}"
+        if _cut_short(text.buf, error):
+            if text.eof:
+                return Unparsed(where, "truncated", f"the file ends inside this record, at byte "
+                                f"{text.byte_at(len(text.buf))}: {located}", snippet), False
+            if len(text.buf) - start >= _MAX_RECORD_CHARS:
+                detail = f"longer than {_MAX_RECORD_CHARS} characters (record starts at byte {text.byte_at(start)})"
+                return Unparsed(where, "record_too_large", detail, snippet), text.skip_value()
+        boundary = _NEXT_RECORD.search(text.buf, start + 1)
+        end = boundary.start() + 1 if boundary else len(text.buf)
+        if has_escapes(text.buf, start, end):  # GB18030 whose second bytes misled the UTF-8 reading (0x5C is "\\"),
+            return self._redecoded(where, start, end), text.resync(start + 1)  # or bytes that are neither
+        return Unparsed(where, "invalid_json", located, snippet), text.resync(start + 1)
 
 
-def _skipped(text: _Text, where: str, reason: str, detail: str) -> tuple[Item, bool]:
-    """A well-formed record that cannot be kept, moved past by its brackets."""
-    snippet = text.buf[text.pos:text.pos + _SNIPPET]
-    detail = f"{detail} (record starts at byte {text.byte_at(text.pos)})"
-    return Unparsed(where, reason, detail, snippet), text.skip_value()
-
-
-def _redecoded(text: _Text, where: str, start: int, end: int) -> Item:
-    """A record with bytes that are not UTF-8: parsed again as GB18030 when it is that, else rejected."""
-    raw = text.buf[start:end].encode("utf-8", "surrogateescape")
-    decoded = decode(raw)
-    try:
-        value = json.loads(decoded) if decoded is not None else None
-    except (ValueError, RecursionError):  # the GB18030 reading is not the record the UTF-8 one parsed
-        decoded = None
-    if decoded is None:
-        return Unparsed(where, "undecodable", f"bytes are neither UTF-8 nor GB18030 at byte "
-                        f"{text.byte_at(start) + first_bad_byte(raw)}", text.buf[start:min(end, start + _SNIPPET)])
-    return _half_character(where, decoded[:_SNIPPET]) if holds_surrogates(value) else Parsed(where, value)
-
-
-def _broken_record(text: _Text, where: str, error: json.JSONDecodeError) -> tuple[Item, bool]:
-    """A record that does not parse: truncated (the file ends in it), too large (it did not end within the limit),
-    or malformed or undecodable (reading resumes at the next record boundary)."""
-    start = text.pos
-    snippet = text.buf[start:start + _SNIPPET]
-    located = f"{error.msg} at line {text.line_at(error.pos)} column {text.column_at(error.pos)}"
-    if _cut_short(text.buf, error):
-        if text.eof:
-            return Unparsed(where, "truncated", f"the file ends inside this record, at byte "
-                            f"{text.byte_at(len(text.buf))}: {located}", snippet), False
-        if len(text.buf) - start >= _MAX_RECORD_CHARS:
-            detail = f"longer than {_MAX_RECORD_CHARS} characters (record starts at byte {text.byte_at(start)})"
-            return Unparsed(where, "record_too_large", detail, snippet), text.skip_value()
-    boundary = _NEXT_RECORD.search(text.buf, start + 1)
-    end = boundary.start() + 1 if boundary else len(text.buf)
-    if has_escapes(text.buf, start, end):  # GB18030 whose second bytes misled the UTF-8 reading (0x5C is "\\"),
-        return _redecoded(text, where, start, end), text.resync(start + 1)  # or bytes that are neither
-    return Unparsed(where, "invalid_json", located, snippet), text.resync(start + 1)
+iter_json_array = JsonArray  # the name the readers use
 
 
 def _cut_short(buf: str, error: json.JSONDecodeError) -> bool:
