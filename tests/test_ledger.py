@@ -13,7 +13,11 @@ import pytest
 from beam_helpers import run_transform
 from cmtp.pipelines.cli import main
 from cmtp.schemas import PAIR_SCHEMA, Pair, Reject, pair_id
+from cmtp.transforms.filters import GeneralFilter
+from cmtp.transforms.filters.length import LengthRule
 from cmtp.transforms.io import WriteParquetShards
+from cmtp.transforms.report import assemble
+from cmtp.transforms.stage import Clean, Stage, Staged, stage_order
 from cmtp.transforms.survivor_state import SettleSurvivors
 from cmtp.transforms.written_rows import CountWrittenRows
 from conftest import REPO, write_config
@@ -180,3 +184,34 @@ def test_no_dedup_reject_of_the_sample_names_a_dropped_survivor(tmp_path):
     assert dropped == [] and report["counters"]["dedup_survivor_dropped"] == 0
     moved = [r for r in dedup if "was then dropped as" in r["detail"]]  # named a survivor that near dedup dropped
     assert len(moved) == 1 and moved[0]["survivor"] in kept and moved[0]["detail"].endswith("is kept")
+
+
+class _LosesOne(beam.PTransform):
+    """A stage that breaks the contract: it drops the pair whose query is OTHER_QUESTION without a reject row."""
+
+    def expand(self, pairs):
+        kept = pairs | beam.Filter(lambda pair: pair.query != OTHER_QUESTION)
+        return Staged(kept, pairs.pipeline | "NoRejects" >> beam.Create([]),
+                      pairs.pipeline | "NoStats" >> beam.Create([]))
+
+
+def _pairs() -> list[Pair]:
+    return [Pair(pair_id("dureader", "question_passage", q, p), q, p, "dureader", "question_passage", "f", f"line {i}")
+            for i, (q, p) in enumerate([(QUESTION, PARAGRAPH), (OTHER_QUESTION, OTHER_PARAGRAPH),
+                                        (QUESTION, "太短")])]
+
+
+def _stage_checks(stages: list[Stage]) -> dict[str, bool]:
+    out = run_transform(Clean(stages), _pairs(), ("pairs", "rejects", "stats"))
+    counts = Counter()
+    for key, n in out["stats"]:
+        counts[key] += n
+    report = assemble(list(counts.items()), {"stages": stage_order(stages)})
+    return {check: ok for check, ok in report["checks"].items() if check.startswith("stage ")}
+
+
+def test_the_per_stage_ledger_comes_from_the_stage_list_and_names_a_stage_that_loses_rows():
+    filtered = Stage("GeneralFilter", GeneralFilter([LengthRule("passage", 5, 1000)]))
+    assert _stage_checks([filtered]) == {"stage GeneralFilter: in == kept + rejected": True}
+    assert _stage_checks([filtered, Stage("Loses", _LosesOne())]) == {
+        "stage GeneralFilter: in == kept + rejected": True, "stage Loses: in == kept + rejected": False}
