@@ -17,7 +17,7 @@ from cmtp.transforms.progress import Progress, is_local
 from cmtp.transforms.read import ReadSource
 from cmtp.transforms.records_with_negatives import MineHardNegatives
 from cmtp.transforms.report import JUDGMENTS
-from cmtp.transforms.stage import Clean, OnlyWhere, Stage, stage_order
+from cmtp.transforms.stage import SetAside, Stage, clean, stage_order
 from cmtp.transforms.survivor import SurvivorOrder
 
 
@@ -43,12 +43,13 @@ def cleaning(loaded: LoadedConfig, order: SurvivorOrder, task_of: dict[str, str]
     def positive_of_deduped_task(pair: Pair) -> bool:
         return pair.kind == POSITIVE and pair.source in deduped
 
+    dedup = []
     if config.dedup.exact:
-        stages.append(Stage("ExactDedup", OnlyWhere(positive_of_deduped_task, ExactDedup(order, "pair")),
-                            dedup_steps=1))
+        dedup.append(Stage("ExactDedup", ExactDedup(order, "pair"), dedup_steps=1))
     if config.dedup.near.enabled:
-        near_dedup = NearDedup(config.dedup.near, order, loaded.max_records())
-        stages.append(Stage("NearDedup", OnlyWhere(positive_of_deduped_task, near_dedup), dedup_steps=1))
+        dedup.append(Stage("NearDedup", NearDedup(config.dedup.near, order, loaded.max_records()), dedup_steps=1))
+    if dedup:  # the rest wait until the last dedup stage
+        stages += [Stage("DedupPositives", SetAside(positive_of_deduped_task), aside_until=dedup[-1].label), *dedup]
     stages.append(Stage("Assemble", AssembleRecords(task_of, instructions), units=_judgments_in, kept="records"))
     return stages
 
@@ -86,7 +87,7 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
 
     instructions = {task: config.instruction(task) for task in tasks}
     stages = cleaning(loaded, SurvivorOrder(config.priorities, config.dedup.survivor.quality), task_of, instructions)
-    cleaned = judgments | "Clean" >> Clean(stages)
+    cleaned = clean(judgments, stages)
     labeled = cleaned.pairs
 
     mining = config.negatives

@@ -21,10 +21,11 @@ def write_outputs(loaded: LoadedConfig, out_dir: str, schema: pa.Schema, streams
     """Write `streams["kept"]` (as `schema`) and `streams["rejects"]` under `out_dir`, and `report.json` from every
     stream (`stats` a list of count collections; `records`, `extracted`: see WriteReport)."""
     kept, rejects = streams["kept"], streams["rejects"]
+    what = ledger.kept_rows.split("_")[0]  # pairs, records
     if local:
-        kept = kept | "ProgressKept" >> Progress(f"{ledger.kept_rows.split('_')[0]} kept")
+        kept = kept | "ProgressKept" >> Progress(f"{what} kept")
     output = loaded.config.output.write_args()
-    written = kept | "WriteRows" >> WriteParquetShards(FileSystems.join(out_dir, "data"), schema, **output)
+    written = kept | f"Write{what.title()}" >> WriteParquetShards(FileSystems.join(out_dir, "data"), schema, **output)
     written_rejects = rejects | "WriteRejects" >> WriteParquetShards(FileSystems.join(out_dir, "rejects"),
                                                                     REJECT_SCHEMA, **output)
     stats = [*streams["stats"], written | "CountWritten" >> CountWrittenRows("rows_written"),

@@ -7,7 +7,7 @@ from cmtp.pipelines.config import LoadedConfig
 from cmtp.pipelines.outputs import write_outputs
 from cmtp.pipelines.rules import general_rules
 from cmtp.schemas import PAIR_SCHEMA
-from cmtp.transforms.best_per_passage import BestPerPassage, NearDedupFirstPerPassage
+from cmtp.transforms.best_per_passage import BestPerPassage, FirstPerPassage
 from cmtp.transforms.components import rounds_bound
 from cmtp.transforms.exact_dedup import ExactDedup
 from cmtp.transforms.extract import ExtractPairs
@@ -19,7 +19,7 @@ from cmtp.transforms.read import ReadSource
 from cmtp.transforms.report import PAIRS
 from cmtp.transforms.scoring import SemanticFilter
 from cmtp.transforms.similar_queries import DeriveSimilarQuestions
-from cmtp.transforms.stage import Clean, Stage, stage_order
+from cmtp.transforms.stage import Stage, clean, stage_order
 from cmtp.transforms.survivor import SurvivorOrder
 
 
@@ -48,11 +48,10 @@ def cleaning(loaded: LoadedConfig, order: SurvivorOrder) -> list[Stage]:
     if exact.pair:
         stages.append(Stage("ExactDedup pair", ExactDedup(order, "pair", exact.within_source), dedup_steps=1))
     one_per_passage = near.enabled and exact.passage and near.scope == "passage"
+    if one_per_passage:  # near dedup compares passages: one pair each, the others wait for the scorer
+        stages.append(Stage("FirstPerPassage", FirstPerPassage(order, exact.within_source), aside_until="NearDedup"))
     if near.enabled:
-        near_dedup = NearDedup(near, order, loaded.max_records())
-        if one_per_passage:  # near dedup compares passages: one pair each, the others wait for the scorer
-            near_dedup = NearDedupFirstPerPassage(near_dedup, order, exact.within_source)
-        stages.append(Stage("NearDedup", near_dedup, dedup_steps=1))
+        stages.append(Stage("NearDedup", NearDedup(near, order, loaded.max_records()), dedup_steps=1))
     if scoring.enabled:
         spread = not (exact.pair or near.enabled)  # no dedup shuffle before the scorer to spread its pairs
         stages.append(Stage("SemanticFilter", SemanticFilter(scoring, spread)))
@@ -82,7 +81,7 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
         pairs = (pairs, similar.pairs) | "WithSimilar" >> beam.Flatten()
 
     stages = cleaning(loaded, SurvivorOrder(config.priorities, config.dedup.survivor.quality))
-    cleaned = pairs | "Clean" >> Clean(stages)
+    cleaned = clean(pairs, stages)
     near = config.dedup.near
     header = {
         "pipeline": "unlabeled",

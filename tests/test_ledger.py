@@ -17,7 +17,7 @@ from cmtp.transforms.filters import GeneralFilter
 from cmtp.transforms.filters.length import LengthRule
 from cmtp.transforms.io import WriteParquetShards
 from cmtp.transforms.report import assemble
-from cmtp.transforms.stage import Clean, Stage, Staged, stage_order
+from cmtp.transforms.stage import Stage, Staged, clean, stage_order
 from cmtp.transforms.survivor_state import SettleSurvivors
 from cmtp.transforms.written_rows import CountWrittenRows
 from conftest import REPO, write_config
@@ -201,8 +201,17 @@ def _pairs() -> list[Pair]:
                                         (QUESTION, "太短")])]
 
 
+class _Clean(beam.PTransform):
+    def __init__(self, stages: list[Stage]):
+        super().__init__()
+        self._stages = stages
+
+    def expand(self, pairs):
+        return clean(pairs, self._stages)
+
+
 def _stage_checks(stages: list[Stage]) -> dict[str, bool]:
-    out = run_transform(Clean(stages), _pairs(), ("pairs", "rejects", "stats"))
+    out = run_transform(_Clean(stages), _pairs(), ("pairs", "rejects", "stats"))
     counts = Counter()
     for key, n in out["stats"]:
         counts[key] += n

@@ -17,10 +17,9 @@ from apache_beam.metrics import Metrics
 from cmtp.schemas import Pair, Reject
 from cmtp.transforms.exact_dedup import content_key
 from cmtp.transforms.report import STATS
-from cmtp.transforms.stage import PAIRS, REJECTS, Staged
+from cmtp.transforms.stage import ASIDE, PAIRS, REJECTS
 from cmtp.transforms.survivor import SurvivorOrder
 
-OTHERS = "others"
 REASON = "duplicate_passage"
 
 
@@ -34,11 +33,12 @@ class _First(beam.DoFn):
         yield first
         for pair in pairs:
             if pair is not first:
-                yield beam.pvalue.TaggedOutput(OTHERS, pair)
+                yield beam.pvalue.TaggedOutput(ASIDE, pair)
 
 
 class FirstPerPassage(beam.PTransform):
-    """Pairs -> the best pair of each passage by SurvivorOrder (main) and the passage's other pairs (`others`)."""
+    """A stage: pairs -> the best pair of each passage by SurvivorOrder (`pairs`, for near dedup) and the passage's
+    other pairs (`aside`, for the scorer); it rejects nothing."""
 
     def __init__(self, order: SurvivorOrder, within_source: bool = False):
         super().__init__()
@@ -50,7 +50,7 @@ class FirstPerPassage(beam.PTransform):
             pairs
             | "ByPassage" >> beam.Map(lambda pair: (content_key(pair, "passage", within), pair))
             | "Group" >> beam.GroupByKey()
-            | "First" >> beam.ParDo(_First(self._order)).with_outputs(OTHERS, main="first")
+            | "First" >> beam.ParDo(_First(self._order)).with_outputs(ASIDE, REJECTS, STATS, main=PAIRS)
         )
 
 
@@ -98,22 +98,6 @@ class _Choose(beam.DoFn):
                 id=pair.id, source=pair.source, stage="dedup", reason=REASON, detail=detail, file=pair.file,
                 position=pair.position, kind=pair.kind, query=pair.query, passage=pair.passage, score=pair.score,
                 rank=pair.rank, margin=pair.margin, survivor=survivor))
-
-
-class NearDedupFirstPerPassage(beam.PTransform):
-    """A stage: near dedup over one pair per passage (`FirstPerPassage`'s), the passages' other pairs going round it
-    to the scorer. Kept: near dedup's survivors and the other pairs; rejects and stats: near dedup's (the rejects
-    are exactly the first pairs dropped, which `BestPerPassage` reads)."""
-
-    def __init__(self, near_dedup: beam.PTransform, order: SurvivorOrder, within_source: bool = False):
-        super().__init__()
-        self._near, self._order, self._within = near_dedup, order, within_source
-
-    def expand(self, pairs):
-        split = pairs | "FirstPerPassage" >> FirstPerPassage(self._order, self._within)
-        near = split.first | "NearDedup" >> self._near
-        kept = (near[PAIRS], split[OTHERS]) | "WithOtherPairsOfPassages" >> beam.Flatten()
-        return Staged(kept, near[REJECTS], near[STATS])
 
 
 class BestPerPassage(beam.PTransform):

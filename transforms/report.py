@@ -18,7 +18,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 STATS = "stats"
-STAGE = "stage"  # a cleaning stage's ledger event: ((STAGE, "", label, "in" | "kept" | "rejected"), n)
+STAGE = "stage"  # a cleaning stage's ledger event: ((STAGE, "", label, "in" | "kept" | "rejected" | "aside"), n)
 HISTOGRAM_BIN = 0.05
 
 
@@ -164,7 +164,9 @@ def assemble(counts: Iterable[tuple[tuple[str, str, str, str], int]], header: di
             and row[f"{unit}_extracted"] == row[f"{unit}_made"] == row[f"{unit}_kept"] + row[f"{unit}_dropped"])
     stage_rows = _stage_rows(header.get("stages", []), stages)
     for row in stage_rows:
-        checks[f"stage {row['stage']}: in == kept + rejected"] = row["in"] == row["kept"] + row["rejected"]
+        aside = " + aside" if "aside" in row else ""
+        checks[f"stage {row['stage']}: in == kept + rejected{aside}"] = (
+            row["in"] == row["kept"] + row["rejected"] + row.get("aside", 0))
     report = {
         **header,
         "totals": t,
@@ -185,13 +187,15 @@ def assemble_labeled(counts: Iterable[tuple[tuple[str, str, str, str], int]], he
 
 
 def _stage_rows(order: list[str], events: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
-    """Each cleaning stage's ledger in the order the pipeline ran them: what went in (what the stage before kept;
-    the first takes the cleaning's input), what it kept and what it rejected."""
-    rows, before = [], events.get("", {}).get("in", 0)
+    """Each cleaning stage's ledger in the order the pipeline ran them: what went in, what it kept, what it
+    rejected, and what it set aside for a later stage (only where it sets rows aside)."""
+    rows = []
     for label in order:
-        kept, rejected = events.get(label, {}).get("kept", 0), events.get(label, {}).get("rejected", 0)
-        rows.append({"stage": label, "in": before, "kept": kept, "rejected": rejected})
-        before = kept
+        counts = events.get(label, {})
+        row = {"stage": label, **{what: counts.get(what, 0) for what in ("in", "kept", "rejected")}}
+        if "aside" in counts:
+            row["aside"] = counts["aside"]
+        rows.append(row)
     return rows
 
 

@@ -2,12 +2,15 @@
 
 A stage is a PTransform from rows to `Staged`: the rows it keeps (`pairs`), the rows it drops as `Reject`s
 (`rejects`) and its own counts for the report (`stats`: ((name, source, stage, reason), n)). A ParDo's
-`.with_outputs(REJECTS, STATS, main="pairs")` has the same three names, and is a stage as it is.
+`.with_outputs(REJECTS, STATS, main="pairs")` has the same three names, and is a stage as it is. A stage that
+routes some rows round the next stages (one pair per passage goes to near dedup, the passage's other pairs wait
+for the scorer) gives them on a fourth output, `aside`, and names the stage after which they rejoin.
 
-`Clean` folds a list of `Stage`s over a collection: each stage takes the rows the one before kept. Its rejects
+`clean` folds a list of `Stage`s over a collection: each stage takes the rows the one before kept. Its rejects
 are gathered; from the first dedup stage on they also settle their survivors (a pair a dedup reject names may be
 dropped by any later stage: transforms/survivor_state.py). The fold counts what went into each stage and what
-came out, so the report has a per-stage ledger (`in == kept + rejected`) that no pipeline wires by hand.
+came out, so the report has a per-stage ledger (`in == kept + rejected + aside`) that no pipeline wires by hand.
+The stages are applied under their own labels at the top of the pipeline, so a runner's job graph shows them.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import apache_beam as beam
 from cmtp.transforms.report import STAGE, STATS
 from cmtp.transforms.survivor_state import SettleSurvivors
 
-PAIRS, REJECTS = "pairs", "rejects"
+PAIRS, REJECTS, ASIDE = "pairs", "rejects", "aside"
 
 
 class Staged(NamedTuple):
@@ -40,62 +43,80 @@ class Stage:
 
     `dedup_steps`: how many times a survivor trail can pass through this stage's rejects (0 for a stage whose
     rejects name no survivor). `reads`: the label of an earlier stage whose rejects this one takes with its rows,
-    as `(rows, those rejects)`. `units`: how many ledger units a kept row holds (1 a row; a labeled record holds
-    its judgments), so a stage that regroups rows still balances in its own units.
+    as `(rows, those rejects)`. `aside_until`: the label of a later stage after which the rows of this stage's
+    `aside` output rejoin the others. `units`: how many ledger units a kept row holds (1 a row; a labeled record
+    holds its judgments), so a stage that regroups rows still balances in its own units. `kept`: the name of its
+    kept output ("records" for assembly, whose kept rows are records).
     """
 
     label: str
     transform: beam.PTransform
     dedup_steps: int = 0
     reads: Optional[str] = None
+    aside_until: Optional[str] = None
     units: Optional[Callable[[object], int]] = None
-    kept: str = PAIRS  # the name of its kept output: "records" for assembly, whose kept rows are records
+    kept: str = PAIRS
 
 
-class Clean(beam.PTransform):
-    """Fold `stages` over the rows: the rows the last stage kept (`pairs`), every stage's rejects, dedup ones
-    settled against their survivor's fate (`rejects`), and every stage's counts plus its ledger events (`stats`)."""
+def clean(rows: beam.PCollection, stages: list[Stage]) -> Staged:
+    """Fold `stages` over `rows`: the rows the last stage kept, every stage's rejects (dedup ones settled against
+    their survivor's fate), and every stage's counts plus its ledger events."""
+    _check(stages)
+    rejects, late, stats, rejects_of, waiting = [], [], [], {}, {}
+    hops = 0  # dedup steps so far: rejects from the first one on settle their survivors
+    for stage in stages:
+        label = stage.label
+        stats.append(_counted(rows, f"{label} in", None, label, "in"))
+        given = rows if stage.reads is None else (rows, rejects_of[stage.reads])
+        out = given | label >> stage.transform
+        rows, rejects_of[label] = out[stage.kept], out[REJECTS]
+        hops += stage.dedup_steps
+        (late if hops else rejects).append(out[REJECTS])
+        stats.append(out[STATS])
+        stats.append(_counted(rows, f"{label} kept", stage.units, label, "kept"))
+        stats.append(_counted(out[REJECTS], f"{label} rejected", None, label, "rejected"))
+        if stage.aside_until:
+            waiting.setdefault(stage.aside_until, []).append(out[ASIDE])
+            stats.append(_counted(out[ASIDE], f"{label} aside", None, label, "aside"))
+        if label in waiting:
+            rows = (rows, *waiting.pop(label)) | f"{label} and the rows set aside" >> beam.Flatten()
+    if late:
+        settled = late | "FromDedupOn" >> beam.Flatten() | "SettleSurvivors" >> SettleSurvivors(hops)
+        rejects.append(settled[REJECTS])
+        stats.append(settled[STATS])
+    return Staged(rows, rejects | "CleaningRejects" >> beam.Flatten(pipeline=rows.pipeline),
+                  stats | "CleaningStats" >> beam.Flatten())
 
-    def __init__(self, stages: list[Stage]):
+
+def _check(stages: list[Stage]) -> None:
+    """Labels are unique, and a stage reads the rejects of, or sets rows aside until, a stage that exists where it
+    must: before it, or after it."""
+    labels = [stage.label for stage in stages]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"stage labels repeat: {labels}")
+    for i, stage in enumerate(stages):
+        if stage.reads is not None and stage.reads not in labels[:i]:
+            raise ValueError(f"stage {stage.label} reads {stage.reads}, which does not run before it")
+        if stage.aside_until is not None and stage.aside_until not in labels[i + 1:]:
+            raise ValueError(f"stage {stage.label} sets rows aside until {stage.aside_until}, which does not run "
+                             "after it")
+
+
+class SetAside(beam.PTransform):
+    """A stage: the rows `goes_on` holds for go on (`pairs`); the others wait (`aside`) until the stage its `Stage`
+    names. It rejects nothing."""
+
+    def __init__(self, goes_on: Callable[[object], bool]):
         super().__init__()
-        labels = [stage.label for stage in stages]
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"stage labels repeat: {labels}")
-        self._stages = stages
+        self._goes_on = goes_on
 
     def expand(self, rows):
-        rejects, late, stats, rejects_of = [], [], [], {}
-        hops = 0  # dedup steps so far: rejects from the first one on settle their survivors
-        stats.append(_counted(rows, "Cleaning in", None, "", "in"))
-        for stage in self._stages:
-            given = rows if stage.reads is None else (rows, rejects_of[stage.reads])
-            out = given | stage.label >> stage.transform
-            rows, rejects_of[stage.label] = out[stage.kept], out[REJECTS]
-            hops += stage.dedup_steps
-            (late if hops else rejects).append(out[REJECTS])
-            stats.append(out[STATS])
-            stats.append(_counted(rows, f"{stage.label} kept", stage.units, stage.label, "kept"))
-            stats.append(_counted(out[REJECTS], f"{stage.label} rejected", None, stage.label, "rejected"))
-        if late:
-            settled = late | "FromDedupOn" >> beam.Flatten() | "SettleSurvivors" >> SettleSurvivors(hops)
-            rejects.append(settled[REJECTS])
-            stats.append(settled[STATS])
-        return Staged(rows, rejects | "Rejects" >> beam.Flatten(pipeline=rows.pipeline),
-                      stats | "Stats" >> beam.Flatten())
+        goes_on = self._goes_on
 
+        def route(row):
+            yield row if goes_on(row) else beam.pvalue.TaggedOutput(ASIDE, row)
 
-class OnlyWhere(beam.PTransform):
-    """A stage applied to the rows `where` holds for; the other rows pass it untouched (kept)."""
-
-    def __init__(self, where: Callable[[object], bool], stage: beam.PTransform):
-        super().__init__()
-        self._where, self._stage = where, stage
-
-    def expand(self, rows):
-        where = self._where
-        rest, chosen = rows | "Where" >> beam.Partition(lambda row, _: int(bool(where(row))), 2)
-        out = chosen | "Apply" >> self._stage
-        return Staged((out[PAIRS], rest) | "WithTheRest" >> beam.Flatten(), out[REJECTS], out[STATS])
+        return rows | "Route" >> beam.FlatMap(route).with_outputs(ASIDE, REJECTS, STATS, main=PAIRS)
 
 
 def stage_order(stages: list[Stage]) -> list[str]:
@@ -105,8 +126,8 @@ def stage_order(stages: list[Stage]) -> list[str]:
 
 def _counted(rows: beam.PCollection, label: str, units: Optional[Callable[[object], int]], stage: str,
              what: str) -> beam.PCollection:
-    """((STAGE, "", stage, what), n): the rows (or their units) of one stage's output, summed before any Flatten.
-    The fold's input is counted as the first stage's `in`; every later stage's `in` is the one before's kept."""
+    """((STAGE, "", stage, what), n): the rows (or their units) of one stage's input or output, summed before any
+    Flatten."""
     units = units or (lambda row: 1)
     return (
         rows
