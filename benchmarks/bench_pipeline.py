@@ -232,7 +232,7 @@ def run_extract_only(config_path: str, out_dir: str, level: str = "extract") -> 
     from cmtp.pipelines.config import load_config
     from cmtp.pipelines.unlabeled import read_and_extract
     from cmtp.schemas import PAIR_SCHEMA, REJECT_SCHEMA
-    from cmtp.transforms.io import WriteParquetShards
+    from cmtp.transforms.parquet_shards import WriteParquetShards
     from cmtp.transforms.report import WriteReport
 
     loaded = load_config(config_path)

@@ -10,7 +10,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from cmtp.pipelines.config import LoadedConfig
 from cmtp.schemas import REJECT_SCHEMA
-from cmtp.transforms.io import WriteParquetShards
+from cmtp.transforms.parquet_shards import WriteParquetShards
 from cmtp.transforms.progress import Progress
 from cmtp.transforms.report import Ledger, WriteReport
 from cmtp.transforms.written_rows import CountWrittenRows

@@ -100,7 +100,7 @@ def test_parquet_shards_are_bounded_not_one_file_per_bundle(tmp_path):
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     from cmtp.schemas import PAIR_SCHEMA, Pair
-    from cmtp.transforms.io import WriteParquetShards
+    from cmtp.transforms.parquet_shards import WriteParquetShards
 
     rows = [Pair(f"{i:08d}", "问题" * 20, "段落" * 50, "s", "k", "f", str(i)) for i in range(20000)]
     with beam.Pipeline(runner=FnApiRunner()) as pipeline:  # FnApiRunner: the whole input is one bundle

@@ -15,7 +15,7 @@ from cmtp.pipelines.cli import main
 from cmtp.schemas import PAIR_SCHEMA, Pair, Reject, pair_id
 from cmtp.transforms.filters import GeneralFilter
 from cmtp.transforms.filters.length import LengthRule
-from cmtp.transforms.io import WriteParquetShards
+from cmtp.transforms.parquet_shards import WriteParquetShards
 from cmtp.transforms.report import assemble
 from cmtp.transforms.stage import Stage, Staged, clean, stage_order
 from cmtp.transforms.survivor_state import SettleSurvivors

@@ -379,12 +379,3 @@ def iter_lines(stream: IO[bytes], keep_ends: bool = False) -> Iterator[Line]:
         except UnicodeDecodeError:
             text = _not_utf8(body)
         yield Line(number, text, body, start, cut)
-
-
-def __getattr__(name: str) -> Any:
-    """WriteParquetShards, from transforms/parquet_shards.py on first use: it needs Beam, reading files does not."""
-    if name == "WriteParquetShards":
-        from cmtp.transforms.parquet_shards import WriteParquetShards
-
-        return WriteParquetShards
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
