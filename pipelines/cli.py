@@ -383,7 +383,8 @@ def _eval_command(args: argparse.Namespace) -> int:
     from cmtp.pipelines.evaluate import EvalError, run_eval, table
 
     try:
-        result = run_eval(args.data, args.retriever, settings, args.query_prefix, args.passage_prefix)
+        result = run_eval(args.data, args.retriever, settings, args.query_prefix, args.passage_prefix,
+                          tokenizer=args.tokenizer)
     except ImportError as error:
         extra = "eval" if args.retriever == "bm25" else "st" if args.retriever == "sentence-transformers" \
             else args.retriever
@@ -506,6 +507,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     ev.add_argument("--threads", type=int, default=1, help="CPU threads of the embedding backend (default: %(default)s)")
     ev.add_argument("--query-prefix", default="", help="instruction or prefix for queries, as the model wants")
     ev.add_argument("--passage-prefix", default="", help="prefix for candidate passages, as the model wants")
+    ev.add_argument("--tokenizer", default="auto", choices=["auto", "jieba", "english"],
+                    help="BM25's tokens: auto picks jieba for Chinese data and lower-cased words for any other, and "
+                         "the output says which (default: %(default)s)")
     ev.add_argument("--json", action="store_true", help="print the scores as JSON instead of a table")
     ins = command("inspect", help="what a run kept and dropped, and why: funnel, counts, samples")
     ins.add_argument("run_dir", help="the --out of a `cmtp run`")

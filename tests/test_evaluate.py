@@ -9,6 +9,7 @@ import pytest
 
 from cmtp.pipelines.cli import main
 from cmtp.pipelines.evaluate import (
+    TOKENIZERS,
     EvalError,
     bm25_scorer,
     choose_tokenizer,
@@ -126,3 +127,18 @@ def test_bm25_on_chinese_data_stays_with_jieba(shared_data):
     assert table(result, "bm25").startswith("bm25 (jieba tokens; CJK 98% of the text units): 377 queries")
     with pytest.raises(EvalError, match="tokenizer 'spacy': not one of auto, jieba, english"):
         choose_tokenizer(data, "spacy")
+
+
+def test_the_tokenizer_can_be_chosen_on_the_command_line(shared_data, tmp_path, capsys):
+    folder = _english_eval_data(shared_data, tmp_path)
+    assert main(["eval", "--data", str(folder), "--tokenizer", "jieba", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokenizer"] == "jieba"
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", "--data", str(folder), "--tokenizer", "spacy"])
+    assert exit_.value.code == 2 and "invalid choice: 'spacy'" in capsys.readouterr().err
+
+
+def test_the_command_line_offers_every_tokenizer_the_evaluation_has(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    assert "{" + ",".join(TOKENIZERS) + "}" in capsys.readouterr().out
