@@ -241,6 +241,14 @@ def _disk_full(error: BaseException) -> bool:
                for e in _chain(error))
 
 
+def _stage_step(row: dict) -> str:
+    """One cleaning stage's ledger: `GeneralFilter 254 -> 245 (-9)`, `FirstPerPassage 244 -> 196 (48 aside)`."""
+    notes = [f"-{row['rejected']}"] if row["rejected"] else []
+    if row.get("aside"):
+        notes.append(f"{row['aside']} aside")
+    return f"{row['stage']} {row['in']} -> {row['kept']}" + (f" ({', '.join(notes)})" if notes else "")
+
+
 def summary(report: dict) -> str:
     """The funnel per source, as a small table."""
     columns = ("records_read", "read_rejects", "extract_rejects", "pairs_extracted", "pairs_dropped", "pairs_kept")
@@ -254,6 +262,8 @@ def summary(report: dict) -> str:
     lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in rows]
     for stage, reasons in report["dropped"].items():
         lines.append(f"dropped at {stage}: " + ", ".join(f"{reason} {n}" for reason, n in reasons.items()))
+    if report.get("stages"):
+        lines.append("stages: " + ", ".join(_stage_step(row) for row in report["stages"]))
     counters = report.get("counters", {})
     if "near_dedup_rounds" in counters:
         bound = (report.get("near_dedup") or {}).get("max_rounds")

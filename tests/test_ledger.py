@@ -224,3 +224,18 @@ def test_the_per_stage_ledger_comes_from_the_stage_list_and_names_a_stage_that_l
     assert _stage_checks([filtered]) == {"stage GeneralFilter: in == kept + rejected": True}
     assert _stage_checks([filtered, Stage("Loses", _LosesOne())]) == {
         "stage GeneralFilter: in == kept + rejected": True, "stage Loses: in == kept + rejected": False}
+
+
+def test_a_run_prints_and_reports_each_stage_in_the_order_it_ran(tmp_path, capsys):
+    config = write_config(tmp_path / "run.yaml", {"dureader": [dureader_file(tmp_path)]}, threshold=-1.0)
+    code, report = run(config, tmp_path / "out")
+    assert code == 0 and report["balanced"]
+    labels = [row["stage"] for row in report["stages"]]
+    assert labels[:3] == ["MaskPII", "GeneralFilter", "ExactDedup pair"] and labels[-1] == "BestPerPassage"
+    # the copy of the DuReader paragraph is the one pair exact pair dedup drops; 3 pairs in, 2 written
+    assert report["stages"][2] == {"stage": "ExactDedup pair", "in": 3, "kept": 2, "rejected": 1}
+    assert report["stages"][0]["in"] == 3 and report["stages"][-1]["kept"] == report["counters"]["rows_written"]
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("stages: ")]
+    assert line.startswith("stages: MaskPII 3 -> 3, GeneralFilter 3 -> 3, ExactDedup pair 3 -> 2 (-1), ")
+    assert [step.split(" ")[0] for step in line.removeprefix("stages: ").split(", ")] == [
+        label.split(" ")[0] for label in labels]
