@@ -246,7 +246,7 @@ class EmbedderConfig(_Strict):
 
 
 class OutputConfig(_Strict):
-    """How kept rows and rejects are sharded (transforms/io.py WriteParquetShards)."""
+    """How kept rows and rejects are sharded (transforms/parquet_shards.py WriteParquetShards)."""
 
     shard_mb: int = Field(default=512, ge=1)  # a shard closes after this much Arrow data (before zstd)
     row_group_mb: int = Field(default=64, ge=1)  # one Parquet row group per this much
