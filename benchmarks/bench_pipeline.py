@@ -3,6 +3,7 @@ per stage and in total, and how the cost grows with the input.
 
     python benchmarks/bench_pipeline.py [--sizes 10000,100000,1000000] [--repeats 3] [--large-repeats 1]
                                         [--scoring-sizes 10000] [--files 8] [--levels extract,filter,...]
+                                        [--old REV]
 
 Input: CSL full-dump tsv files (`title \\t abstract \\t keywords \\t discipline \\t category`, the layout the `csl`
 source reads), --files of them per size, in a temp dir outside the repo. Each line is one (query, passage) pair (the
@@ -42,6 +43,15 @@ Wall time is measured by the parent, from spawning the child to its exit (Python
 peak RSS is the child's VmHWM from /proc/self/status, printed by the child at exit (not ru_maxrss, which on Linux
 carries the parent's RSS at fork). Repeats are interleaved (L0..L4, L0..L4, ...); medians of --repeats below
 1,000,000 pairs, of --large-repeats at 1,000,000 and above.
+
+--old REV: before and after in one run. Each level that runs `cmtp run` (L1-L4) also runs the package folders of
+commit REV (git archive into the temp dir, first on PYTHONPATH: benchmarks/trees.py), right after or before the
+current tree's run of the same level (the order swapped every repeat), on the same input and the same config file
+(written from the current configs/sample.yaml; an old tree that refuses a key fails its rows). The current tree is
+then run from a copy of its package folders taken at the start, the same way, so both sides import alike and an
+edit made in the working tree during the run reaches neither; each child checks that every `cmtp.*` module it
+imported came from its own tree (a module the old commit lacks would otherwise be found in the working tree). The
+rows: per size and level, median wall, pairs/s and peak RSS of each tree, and new/old.
 """
 from __future__ import annotations
 
@@ -65,6 +75,7 @@ SHARED = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from real_pairs import cmrc_pairs, csl_pairs  # noqa: E402
+from trees import FOLDERS, foreign_modules, old_tree, package_root, working_tree  # noqa: E402
 
 LEVELS = ("extract", "filter", "exact", "near", "scoring")
 PARTS = ("extract_count", "extract_flatten", "extract_write", "extract_report")  # the baseline taken apart (--levels)
@@ -269,7 +280,9 @@ def child(level: str, config_path: str, out_dir: str) -> None:
 
         code = main(["run", config_path, "--out", out_dir, "--overwrite"])
     inner = time.perf_counter() - start
-    result = {"code": code, "inner_s": inner, "peak_rss_mib": vm_hwm_mib()}
+    root = package_root()
+    result = {"code": code, "inner_s": inner, "peak_rss_mib": vm_hwm_mib(), "cmtp_root": str(root),
+              "foreign_modules": foreign_modules(root)}
     if os.path.exists(os.path.join(out_dir, "report.json")):
         with open(os.path.join(out_dir, "report.json"), encoding="utf-8") as handle:
             report = json.load(handle)
@@ -290,12 +303,15 @@ def _status_kib(pid: int, key: str) -> int:
     return 0
 
 
-def measure(level: str, config: Path, out_dir: Path, timeout: float, max_rss_gib: float) -> dict:
-    """One child run; killed (and reported) past `timeout` or when its RSS passes `max_rss_gib`."""
+def measure(level: str, config: Path, out_dir: Path, timeout: float, max_rss_gib: float,
+            tree: tuple[Path, dict] | None = None) -> dict:
+    """One child run; of the installed package, or of the one in `tree` (its folder, and the environment that
+    imports it from there); killed (and reported) past `timeout` or when its RSS passes `max_rss_gib`."""
+    root, env = tree or (None, None)
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen([sys.executable, __file__, "--child", level, str(config), str(out_dir)],
-                                stdout=out, stderr=err, text=True)
+                                stdout=out, stderr=err, text=True, env=env)
         hwm, problem = 0, None
         while proc.poll() is None:
             hwm = max(hwm, _status_kib(proc.pid, "VmHWM:"))
@@ -314,23 +330,32 @@ def measure(level: str, config: Path, out_dir: Path, timeout: float, max_rss_gib
         lines = [line for line in out.read().splitlines() if line.startswith("RESULT ")]
         if proc.returncode != 0 or not lines:
             return {"level": level, "wall_s": wall, "error": f"exit {proc.returncode}: {err.read()[-1500:]}"}
-    return {"level": level, "wall_s": wall, **json.loads(lines[-1][7:])}
+    result = {"level": level, "wall_s": wall, **json.loads(lines[-1][7:])}
+    if root and (Path(result["cmtp_root"]) != root.resolve() or result["foreign_modules"]):
+        return {"level": level, "wall_s": wall, "error": f"imported cmtp from {result['cmtp_root']}, not {root}; "
+                f"modules from elsewhere: {', '.join(result['foreign_modules']) or 'none'}"}
+    return result
 
 
 def run_size(n: int, levels: list[str], repeats: int, files: list[Path], work: Path, timeout: float,
-             max_rss_gib: float, log) -> dict[str, list[dict]]:
+             max_rss_gib: float, log, trees: dict[str, tuple[Path, dict] | None]) -> dict[str, dict[str, list[dict]]]:
+    """Every level `repeats` times, interleaved, for each tree in `trees` ("new", and "old" under --old: the old
+    tree only at the levels that run `cmtp run`, each time next to the new tree's run, which goes first every other
+    repeat). Results by tree, then level."""
     configs = {level: write_config(work / f"config-{n}-{level}.yaml", files, level) for level in levels}
-    results: dict[str, list[dict]] = {level: [] for level in levels}
+    results: dict[str, dict[str, list[dict]]] = {name: {} for name in trees}
     for rep in range(repeats):
         for level in levels:
-            out_dir = work / f"out-{n}-{level}"
-            result = measure(level, configs[level], out_dir, timeout, max_rss_gib)
-            shutil.rmtree(out_dir, ignore_errors=True)
-            results[level].append(result)
-            kept = f", kept {result['totals']['pairs_kept']:,}" if "totals" in result else ""
-            log(f"  {n:,} {level:8s} rep {rep + 1}: " + (
-                f"{result['wall_s']:.1f} s, {result['peak_rss_mib']:.0f} MiB{kept}"
-                if "error" not in result else result["error"]))
+            names = [name for name in trees if name == "new" or level in LEVELS[1:]]
+            for name in names if rep % 2 == 0 else names[::-1]:
+                out_dir = work / f"out-{n}-{level}"
+                result = measure(level, configs[level], out_dir, timeout, max_rss_gib, trees[name])
+                shutil.rmtree(out_dir, ignore_errors=True)
+                results[name].setdefault(level, []).append(result)
+                kept = f", kept {result['totals']['pairs_kept']:,}" if "totals" in result else ""
+                log(f"  {n:,} {level:8s} {name + ' ' if len(trees) > 1 else ''}rep {rep + 1}: " + (
+                    f"{result['wall_s']:.1f} s, {result['peak_rss_mib']:.0f} MiB{kept}"
+                    if "error" not in result else result["error"]))
     return results
 
 
@@ -389,13 +414,14 @@ def markdown(summary: dict[int, dict], inputs: dict[int, dict]) -> str:
                 out.append(f"| {LABELS[level]} | failed: {row['error'][:80]} | | | | | | | |")
                 continue
             inc = row["increment_s"]
+            by_base = (lambda seconds: f"{seconds / base:.2f}x") if base else (lambda seconds: "")
             counts = {f"{stage}/{reason}": count for stage, reasons in row["dropped"].items()
                       for reason, count in reasons.items()}
             new = {key: count for key, count in counts.items() if previous_dropped.get(key) != count}
             previous_dropped = counts
             out.append("| " + " | ".join([
-                LABELS[level], "" if inc is None else f"{inc:.1f} s", "" if inc is None else f"{inc / base:.2f}x",
-                f"{row['wall_s']:.1f} s", f"{row['wall_s'] / base:.2f}x", f"{row['pairs_per_s']:,.0f}",
+                LABELS[level], "" if inc is None else f"{inc:.1f} s", "" if inc is None else by_base(inc),
+                f"{row['wall_s']:.1f} s", by_base(row["wall_s"]), f"{row['pairs_per_s']:,.0f}",
                 f"{row['peak_rss_mib']:,.0f} MiB", f"{row['pairs_kept']:,}", _dropped_cell(new)]) + " |")
         parts = [level for level in PARTS + ("extract",) if level in rows]
         if any(level in rows for level in PARTS):
@@ -435,6 +461,44 @@ def markdown(summary: dict[int, dict], inputs: dict[int, dict]) -> str:
     return "\n".join(out)
 
 
+def comparison(summary: dict[int, dict], trees: dict) -> str:
+    """Old against new, per size and level: median wall, pairs/s and peak RSS of each, and new/old."""
+    new = trees["new"]
+    state = f"{new['head']}" + (" with uncommitted edits to " + ", ".join(new["dirty"]) if new["dirty"] else "")
+    repeats = sorted({rows["_repeats"] for rows in summary.values()})
+    out = [f"\nBefore ({trees['old']}) and after (the working tree: {state}), medians of "
+           f"{'/'.join(map(str, repeats))}, the two taken in turns:\n",
+           "| pairs | pipeline | wall old | wall new | new/old | pairs/s old | pairs/s new | peak RSS old | "
+           "peak RSS new | RSS new/old | runs old (s) | runs new (s) | same counts |",
+           "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
+    for n, rows in summary.items():
+        for level in LEVELS[1:]:
+            after, before = rows.get(level), rows.get("_old", {}).get(level)
+            if not after or not before:
+                continue
+            if "error" in after or "error" in before:
+                out.append(f"| {n:,} | {LABELS[level]} | failed: {(before.get('error') or after['error'])[:80]} |"
+                           + " |" * 10)
+                continue
+            same = ("yes" if (after["pairs_kept"], after["dropped"]) == (before["pairs_kept"], before["dropped"])
+                    else f"no: kept {before['pairs_kept']:,} -> {after['pairs_kept']:,}")
+            out.append("| " + " | ".join([
+                f"{n:,}", LABELS[level], f"{before['wall_s']:.1f} s", f"{after['wall_s']:.1f} s",
+                f"{after['wall_s'] / before['wall_s']:.3f}", f"{before['pairs_per_s']:,.0f}",
+                f"{after['pairs_per_s']:,.0f}", f"{before['peak_rss_mib']:,.0f} MiB", f"{after['peak_rss_mib']:,.0f} MiB",
+                f"{after['peak_rss_mib'] / before['peak_rss_mib']:.3f}", ", ".join(map(str, before["walls"])),
+                ", ".join(map(str, after["walls"])), same]) + " |")
+    return "\n".join(out)
+
+
+def _tree_state() -> dict:
+    """The commit the working tree is at, and its package folders with uncommitted edits."""
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    status = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", *FOLDERS], capture_output=True,
+                            text=True)
+    return {"head": head.stdout.strip(), "dirty": [line[3:] for line in status.stdout.splitlines()]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
@@ -446,6 +510,8 @@ def main() -> None:
     parser.add_argument("--max-rss-gib", type=float, default=20, help="kill a child whose RSS passes this")
     parser.add_argument("--levels", default=",".join(LEVELS),
                         help=f"pipelines to run, of {', '.join(LEVELS + PARTS)} (scoring only at --scoring-sizes)")
+    parser.add_argument("--old", metavar="REV", help="also run the levels that run `cmtp run` with the package at "
+                        "commit REV, in turns with the current tree (see the docstring)")
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--render", help="print the tables of an earlier --json file and exit")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
@@ -456,8 +522,10 @@ def main() -> None:
         return
     if args.render:
         saved = json.loads(Path(args.render).read_text("utf-8"))
-        print(markdown({int(k): v for k, v in saved["summary"].items()},
-                       {int(k): v for k, v in saved["inputs"].items()}))
+        summary = {int(k): v for k, v in saved["summary"].items()}
+        print(markdown(summary, {int(k): v for k, v in saved["inputs"].items()}))
+        if saved.get("trees"):
+            print(comparison(summary, saved["trees"]))
         return
 
     def log(message: str) -> None:
@@ -469,9 +537,18 @@ def main() -> None:
         parser.error(f"--levels: unknown {', '.join(sorted(unknown))}")
     scoring_sizes = {int(s) for s in args.scoring_sizes.split(",") if s}
     work = Path(tempfile.mkdtemp(prefix="cmtp-bench-pipeline-"))
-    summary, inputs, raw = {}, {}, {}
+    summary, inputs, raw, states = {}, {}, {}, {}
     started = time.perf_counter()
     try:
+        trees: dict[str, tuple[Path, dict] | None] = {"new": None}
+        if args.old:  # both from folders of their own, made now (benchmarks/trees.py)
+            states = {"new": _tree_state(), "old": args.old}
+            for name in ("new", "old"):
+                (work / name).mkdir()
+            trees = {"new": (work / "new", working_tree(work / "new")),
+                     "old": (work / "old", old_tree(args.old, work / "old"))}
+            log(f"old: {args.old}; new: the working tree at {states['new']['head']}"
+                + (f", uncommitted edits to {', '.join(states['new']['dirty'])}" if states["new"]["dirty"] else ""))
         for n in sizes:
             t0 = time.perf_counter()
             data_dir = work / f"input-{n}"
@@ -482,9 +559,12 @@ def main() -> None:
                 f"mix {mix['kinds']}")
             levels = [lv for lv in args.levels.split(",") if lv != "scoring" or n in scoring_sizes]
             repeats = args.repeats if n < 1_000_000 else args.large_repeats
-            raw[n] = run_size(n, levels, repeats, files, work, args.timeout, args.max_rss_gib, log)
-            summary[n] = summarize(n, raw[n])
+            by_tree = run_size(n, levels, repeats, files, work, args.timeout, args.max_rss_gib, log, trees)
+            raw[n] = {**by_tree["new"], **({"_old": by_tree["old"]} if "old" in by_tree else {})}
+            summary[n] = summarize(n, by_tree["new"])
             summary[n]["_repeats"] = repeats
+            if "old" in by_tree:
+                summary[n]["_old"] = summarize(n, by_tree["old"])
             shutil.rmtree(data_dir, ignore_errors=True)
     finally:
         if not args.keep:
@@ -492,10 +572,12 @@ def main() -> None:
     log(f"total {time.perf_counter() - started:.0f} s")
     print(json.dumps({"inputs": inputs}, ensure_ascii=False))
     print(markdown(summary, inputs))
+    if states:
+        print(comparison(summary, states))
     if args.json:
         Path(args.json).write_text(json.dumps({"inputs": inputs, "summary": {str(k): v for k, v in summary.items()},
-                                               "raw": {str(k): v for k, v in raw.items()}}, ensure_ascii=False,
-                                              indent=1), encoding="utf-8")
+                                               "raw": {str(k): v for k, v in raw.items()}, "trees": states},
+                                              ensure_ascii=False, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":

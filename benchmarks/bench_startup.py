@@ -19,8 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from trees import old_tree
+
 REPO = Path(__file__).resolve().parent.parent
-FOLDERS = ("pipelines", "transforms", "schemas", "configs")  # installed as cmtp.<folder> (setup.py)
 HELP = "import sys; from cmtp.pipelines.cli import main; sys.argv = ['cmtp', '--help']; main()"
 LOAD = "from cmtp.pipelines.config import load_config; load_config('configs/sample.yaml')"
 
@@ -36,16 +37,6 @@ def medians(commands: list[tuple[list[str], dict | None]], runs: int) -> list[fl
             if round_:
                 times[i].append(time.perf_counter() - started)
     return [statistics.median(t) for t in times]
-
-
-def old_tree(commit: str, where: Path) -> dict:
-    """The package folders at `commit`, importable as `cmtp` from `where`: the environment to run them with."""
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, *FOLDERS], check=True, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(where)], input=archive.stdout, check=True)
-    (where / "cmtp").mkdir()
-    for folder in FOLDERS:  # a namespace package on PYTHONPATH is found before the editable install's finder
-        (where / "cmtp" / folder).symlink_to(where / folder)
-    return {**os.environ, "PYTHONPATH": str(where)}
 
 
 def main() -> None:
