@@ -187,15 +187,18 @@ def assemble_labeled(counts: Iterable[tuple[tuple[str, str, str, str], int]], he
 
 
 def _stage_rows(order: list[str], events: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
-    """Each cleaning stage's ledger in the order the pipeline ran them: what went in, what it kept, what it
-    rejected, and what it set aside for a later stage (only where it sets rows aside)."""
-    rows = []
+    """Each cleaning stage's ledger in the order the pipeline ran them: what went in (counted where it is not
+    simply what the stage before kept), what it kept, what it rejected, and what it set aside for a later stage
+    (only where it sets rows aside)."""
+    rows, kept = [], 0
     for label in order:
         counts = events.get(label, {})
-        row = {"stage": label, **{what: counts.get(what, 0) for what in ("in", "kept", "rejected")}}
+        row = {"stage": label, "in": counts.get("in", kept), "kept": counts.get("kept", 0),
+               "rejected": counts.get("rejected", 0)}
         if "aside" in counts:
-            row["aside"] = counts["aside"]
+            row["aside"] = counts.get("aside", 0)
         rows.append(row)
+        kept = row["kept"]
     return rows
 
 
