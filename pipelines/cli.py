@@ -588,7 +588,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger().addFilter(QUIET_APITOOLS)  # before anything imports Beam; `cmtp run` lifts it for Dataflow
     try:
-        return _main(argv)
+        code = _main(argv)
+        sys.stdout.flush()  # a reader that left (`cmtp eval --json | head`) is met here, not at the interpreter's exit
+        return code
+    except BrokenPipeError:  # stop quietly, as other Unix tools do when the reader of their output is gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is still buffered goes nowhere
+        return 141  # 128 + SIGPIPE
     finally:
         logging.getLogger().removeFilter(QUIET_APITOOLS)
 

@@ -10,7 +10,7 @@ from cmtp.schemas.coders import register_row_coder
 class Reject(NamedTuple):
     id: str  # the pair's id, or for an unreadable record a hash of its location
     source: str
-    stage: str  # read, extract, filter, dedup, semantic
+    stage: str  # read, extract, generate, resolve, filter, dedup, semantic, assemble
     reason: str  # machine-readable, e.g. invalid_json, empty_query, near_duplicate
     detail: str  # human-readable specifics: the parser message, the measured value, the survivor's id
     file: str

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -142,3 +145,15 @@ def test_the_command_line_offers_every_tokenizer_the_evaluation_has(capsys):
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
     assert "{" + ",".join(TOKENIZERS) + "}" in capsys.readouterr().out
+
+
+def test_a_reader_that_leaves_early_stops_the_command_quietly(shared_data, tmp_path):
+    """`cmtp eval --json | head -c 1`: the reader is gone before the result is written; no traceback, exit 141."""
+    folder = _english_eval_data(shared_data, tmp_path)
+    read, write = os.pipe()
+    os.close(read)  # the reader leaves before the command writes anything
+    child = subprocess.run([sys.executable, "-c", "import sys; from cmtp.pipelines.cli import main; "
+                            "sys.exit(main(sys.argv[1:]))", "eval", "--data", str(folder), "--json"],
+                           stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
+    os.close(write)
+    assert child.returncode == 141 and child.stderr == ""
