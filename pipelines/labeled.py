@@ -16,7 +16,7 @@ from cmtp.transforms.near_dedup import NearDedup
 from cmtp.transforms.progress import Progress, is_local
 from cmtp.transforms.read import ReadSource
 from cmtp.transforms.records_with_negatives import MineHardNegatives
-from cmtp.transforms.report import JUDGMENTS
+from cmtp.transforms.report import JUDGMENT_LEDGER
 from cmtp.transforms.stage import SetAside, Stage, clean, stage_order
 from cmtp.transforms.survivor import SurvivorOrder
 
@@ -124,4 +124,4 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
     streams = {"stats": [*stats, cleaned.stats], "records": records | "Rows" >> beam.Values(),
                "extracted": extracted, "kept": labeled,
                "rejects": (*rejects, cleaned.rejects) | "AllRejects" >> beam.Flatten()}
-    write_outputs(loaded, out_dir, LABELED_SCHEMA, streams, header, JUDGMENTS, local)
+    write_outputs(loaded, out_dir, LABELED_SCHEMA, streams, header, JUDGMENT_LEDGER, local)

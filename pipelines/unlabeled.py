@@ -16,7 +16,7 @@ from cmtp.transforms.filters.pii import MaskPii
 from cmtp.transforms.near_dedup import NearDedup
 from cmtp.transforms.progress import Progress, is_local
 from cmtp.transforms.read import ReadSource
-from cmtp.transforms.report import PAIRS
+from cmtp.transforms.report import PAIR_LEDGER
 from cmtp.transforms.scoring import SemanticFilter
 from cmtp.transforms.similar_queries import DeriveSimilarQuestions
 from cmtp.transforms.stage import Stage, clean, stage_order
@@ -97,4 +97,4 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
     }
     streams = {"stats": [*stats, cleaned.stats], "records": records, "extracted": pairs, "kept": cleaned.pairs,
                "rejects": (*rejects, cleaned.rejects) | "AllRejects" >> beam.Flatten()}
-    write_outputs(loaded, out_dir, PAIR_SCHEMA, streams, header, PAIRS, local)
+    write_outputs(loaded, out_dir, PAIR_SCHEMA, streams, header, PAIR_LEDGER, local)

@@ -102,15 +102,16 @@ class Ledger:
                 *self.extra_fields)
 
 
-PAIRS = Ledger("pairs", "extractors", "records", ("records_with_pairs",), "pairs_kept", ("score", "score_histogram"),
-               groups=("pii_masked", "flagged", "pairs_capped"), unique_ids_key="exact_pair_dedup")
-JUDGMENTS = Ledger("judgments", "readers", "rows", ("texts_parsed", "rows_with_judgments"), "records_kept",
-                   ("mined_score", "mined_score_histogram"),
-                   extra_fields=("records_kept", "negatives_mined", "negatives_short"), tasks=True)
+PAIR_LEDGER = Ledger("pairs", "extractors", "records", ("records_with_pairs",), "pairs_kept",
+                     ("score", "score_histogram"),
+                     groups=("pii_masked", "flagged", "pairs_capped"), unique_ids_key="exact_pair_dedup")
+JUDGMENT_LEDGER = Ledger("judgments", "readers", "rows", ("texts_parsed", "rows_with_judgments"), "records_kept",
+                         ("mined_score", "mined_score_histogram"),
+                         extra_fields=("records_kept", "negatives_mined", "negatives_short"), tasks=True)
 
 
 def assemble(counts: Iterable[tuple[tuple[str, str, str, str], int]], header: dict[str, Any],
-             ledger: Ledger = PAIRS) -> dict[str, Any]:
+             ledger: Ledger = PAIR_LEDGER) -> dict[str, Any]:
     """The report dict from the summed counts; `checks` holds each balance and whether it holds.
 
     Records read -> parsed -> what they became; units (pairs or judgments) extracted -> kept or dropped (reject
@@ -183,7 +184,7 @@ def assemble(counts: Iterable[tuple[tuple[str, str, str, str], int]], header: di
 
 def assemble_labeled(counts: Iterable[tuple[tuple[str, str, str, str], int]], header: dict[str, Any]) -> dict[str, Any]:
     """`assemble` with the labeled run's ledger (judgments, records and tasks)."""
-    return assemble(counts, header, JUDGMENTS)
+    return assemble(counts, header, JUDGMENT_LEDGER)
 
 
 def _stage_rows(order: list[str], events: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
@@ -268,20 +269,20 @@ def _record_keys(record):
 
 
 class WriteReport(beam.PTransform):
-    """Count what every stage produced and write `report.json`, by `ledger` (PAIRS: the unlabeled run's,
-    JUDGMENTS: the labeled run's).
+    """Count what every stage produced and write `report.json`, by `ledger` (PAIR_LEDGER: the unlabeled run's,
+    JUDGMENT_LEDGER: the labeled run's).
 
     `streams`: `stats` (producers' own counts), `records` (parsed records), `extracted` (the units made), `kept`
     (the rows written) and `rejects`.
     """
 
-    def __init__(self, path: str, header: dict[str, Any], ledger: Ledger = PAIRS):
+    def __init__(self, path: str, header: dict[str, Any], ledger: Ledger = PAIR_LEDGER):
         super().__init__()
         self._path, self._header, self._ledger = path, header, ledger
 
     def expand(self, streams: dict[str, beam.PCollection]):
         unit = self._ledger.unit
-        unlabeled = self._ledger is PAIRS
+        unlabeled = self._ledger is PAIR_LEDGER
         # Each stream is summed on its own before anything is flattened: FnApiRunner holds a Flatten's inputs in
         # memory, and flattening the kept pairs with the rejects held every row of the run (4.4 GB at 1M pairs).
         events = [
