@@ -1,7 +1,7 @@
 """Connected components of an edge list by alternating large-star and small-star rounds (Kiveris, Lattanzi,
 Mirrokni, Rastogi, Vassilvitskii, "Connected Components in MapReduce and Beyond", SoCC 2014).
 
-Nodes are ordered values (here SurvivorOrder ranks: smaller is better). Each round is one shuffle by node:
+Nodes are ordered values (here SurvivorOrder ranks: smaller is better). Each round is two shuffles by node:
 
 - large-star at u: every neighbour larger than u is re-linked to m(u), the smallest of u and its neighbours;
 - small-star at u: u and every neighbour smaller than u are re-linked to the smallest of them.
@@ -19,15 +19,19 @@ times over, so the bound has about 9 rounds to spare. The count of nodes still c
 is reported: a run whose graph did not converge fails its checks instead of keeping duplicates (raise
 `dedup.near.max_rounds` then).
 
-Memory: a node's group holds its neighbours; the most any node holds is its component's size (the centre of
-a star), as with any component algorithm keyed by node.
+The shuffles are by shard of the node (transforms/shards.py): a shard's group holds its nodes' neighbours, each
+round gives a few elements per bundle however many edges move, and a node's work is the same as keyed by node.
+
+Memory: a shard's group holds its nodes' neighbours; the most any node holds is its component's size (the centre
+of a star), as with any component algorithm keyed by node.
 """
 from __future__ import annotations
 
 import math
-from typing import Iterable
 
 import apache_beam as beam
+
+from cmtp.transforms.shards import ShardLists, node_shard
 
 CHANGES = "changes"
 
@@ -37,45 +41,88 @@ def rounds_bound(max_nodes: int) -> int:
     return math.ceil(math.log2(max(max_nodes, 2))) + 2
 
 
-def _both_ways(edge: tuple) -> Iterable[tuple]:
-    small, large = edge
-    yield small, large
-    yield large, small
+class _Spread(beam.DoFn):
+    """Edges (a, b) -> (shard, [(node, neighbour), ...]): each edge at both ends, gathered per shard."""
+
+    def __init__(self, shards: int):
+        self._shards = shards
+
+    def start_bundle(self):
+        self._lists = ShardLists()
+
+    def process(self, edge):
+        small, large = edge
+        yield from self._lists.add(None, node_shard(small, self._shards), (small, large))
+        yield from self._lists.add(None, node_shard(large, self._shards), (large, small))
+
+    def finish_bundle(self):
+        yield from self._lists.drain()
+
+
+def _adjacency(element) -> dict:
+    """A shard's (node, neighbour) lists -> node -> its neighbours."""
+    adjacent: dict = {}
+    for node, neighbour in (entry for values in element[1] for entry in values):
+        adjacent.setdefault(node, set()).add(neighbour)
+    return adjacent
 
 
 class _LargeStar(beam.DoFn):
-    def __init__(self, round_: int):
-        self._round = round_
+    """At each node u of the shard: every neighbour larger than u is re-linked to m(u), the smallest of u and its
+    neighbours; the new edges go to their larger end's shard, for small-star."""
+
+    def __init__(self, round_: int, shards: int):
+        self._round, self._shards = round_, shards
+
+    def start_bundle(self):
+        self._lists = ShardLists()
 
     def process(self, element):
-        node, neighbours = element
-        neighbours = set(neighbours)
-        smallest = min(min(neighbours), node)
-        larger = [v for v in neighbours if v > node]
-        for v in larger:
-            yield smallest, v
-        if smallest < node and larger:
-            yield beam.pvalue.TaggedOutput(CHANGES, (self._round, 1))
-        elif self._round == 0:
-            yield beam.pvalue.TaggedOutput(CHANGES, (0, 0))  # the graph has a node: at least one round ran
+        changed = 0
+        for node, neighbours in _adjacency(element).items():
+            smallest = min(min(neighbours), node)
+            larger = [v for v in neighbours if v > node]
+            for v in larger:
+                yield from self._lists.add(None, node_shard(v, self._shards), (v, smallest))
+            changed += smallest < node and bool(larger)
+        yield beam.pvalue.TaggedOutput(CHANGES, (self._round, changed))  # (0, 0) too: the graph has a node
+
+    def finish_bundle(self):
+        yield from self._lists.drain()
 
 
 class _SmallStar(beam.DoFn):
-    def __init__(self, round_: int):
-        self._round = round_
+    """At each node u of the shard (keyed by the larger end of its edges): u and every neighbour smaller than u are
+    re-linked to the smallest of them; each new edge goes to both its ends' shards, for the next large-star."""
+
+    def __init__(self, round_: int, shards: int):
+        self._round, self._shards = round_, shards
+
+    def start_bundle(self):
+        self._lists = ShardLists()
 
     def process(self, element):
-        node, neighbours = element
-        smaller = {v for v in neighbours if v < node}
-        if not smaller:
-            return
-        smallest = min(smaller)
-        yield smallest, node
-        for v in smaller:
-            if v != smallest:
-                yield smallest, v
-        if len(smaller) > 1:
-            yield beam.pvalue.TaggedOutput(CHANGES, (self._round, 1))
+        changed = 0
+        for node, smaller in _adjacency(element).items():
+            smallest = min(smaller)
+            for v in smaller | {node}:
+                if v != smallest:
+                    yield from self._lists.add(None, node_shard(smallest, self._shards), (smallest, v))
+                    yield from self._lists.add(None, node_shard(v, self._shards), (v, smallest))
+            changed += len(smaller) > 1
+        if changed:
+            yield beam.pvalue.TaggedOutput(CHANGES, (self._round, changed))
+
+    def finish_bundle(self):
+        yield from self._lists.drain()
+
+
+def _leaves(element):
+    """(node, a smaller neighbour) for each such entry of a shard: once the components are stars, each node's
+    smallest neighbour is its centre."""
+    for node, neighbour in element[1]:
+        if neighbour < node:
+            yield node, neighbour
 
 
 class _Summary(beam.CombineFn):
@@ -110,34 +157,29 @@ class ConnectedComponents(beam.PTransform):
     "summary": one (rounds until a round changed nothing, that round included; nodes changed in the last round
     allowed: 0 when the components converged)}."""
 
-    def __init__(self, max_rounds: int):
+    def __init__(self, max_rounds: int, shards: int = 16):
         super().__init__()
-        self._max_rounds = max_rounds
+        self._max_rounds, self._shards = max_rounds, shards
 
     def expand(self, edges):
-        changes = []
+        shards, changes = self._shards, []
+        adjacent = edges | "Spread" >> beam.ParDo(_Spread(shards))
         for round_ in range(self._max_rounds):
             large = (
-                edges
-                | f"Adjacent{round_}L" >> beam.FlatMap(_both_ways)
+                adjacent
                 | f"ByNode{round_}L" >> beam.GroupByKey()
-                | f"LargeStar{round_}" >> beam.ParDo(_LargeStar(round_)).with_outputs(CHANGES, main="edges")
+                | f"LargeStar{round_}" >> beam.ParDo(_LargeStar(round_, shards)).with_outputs(CHANGES, main="edges")
             )
             small = (  # small-star needs each node's smaller neighbours only: the edges keyed by their larger end
                 large.edges
-                | f"ByLargerEnd{round_}S" >> beam.Map(lambda edge: (edge[1], edge[0]))
                 | f"ByNode{round_}S" >> beam.GroupByKey()
-                | f"SmallStar{round_}" >> beam.ParDo(_SmallStar(round_)).with_outputs(CHANGES, main="edges")
+                | f"SmallStar{round_}" >> beam.ParDo(_SmallStar(round_, shards)).with_outputs(CHANGES, main="edges")
             )
-            edges = small.edges
+            adjacent = small.edges
             changes += [large[CHANGES], small[CHANGES]]
         summary = (
             changes | "AllChanges" >> beam.Flatten(pipeline=edges.pipeline)
             | "Summarize" >> beam.CombineGlobally(_Summary(self._max_rounds))
         )
-        labels = (
-            edges
-            | "Leaf" >> beam.Map(lambda edge: (edge[1], edge[0]))
-            | "Centre" >> beam.CombinePerKey(min)
-        )
+        labels = adjacent | "Leaves" >> beam.FlatMap(_leaves) | "Centre" >> beam.CombinePerKey(min)
         return {"labels": labels, "summary": summary}

@@ -28,19 +28,23 @@ WINDOW x D for D pairs in duplicate clusters; in practice about one per duplicat
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import zlib
-from typing import TYPE_CHECKING, Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
+from datasketch.minhash import _fmix
 
 from cmtp.schemas import Pair, Reject
 from cmtp.transforms.components import ConnectedComponents, rounds_bound
+from cmtp.transforms.shards import ShardLists, shard_count, text_shard
 from cmtp.transforms.stage import PAIRS, REJECTS, Staged
 from cmtp.transforms.survivor import PAIR_ID, SurvivorOrder
 
@@ -85,41 +89,95 @@ def shingles(text: str, n: int, unit: str = "char") -> set[str]:
 
 
 class MinHasher:
-    """MinHash signatures with fixed permutations and a fast shingle hash, cut into LSH band keys."""
+    """MinHash signatures with fixed permutations and a fast shingle hash, for a batch of texts at once; cut into
+    LSH bands.
+
+    The values are datasketch's (MinHash(num_perm, seed), its default affine32 scheme, `hashfunc=zlib.crc32`, the
+    shingles' UTF-8 bytes): `signatures` computes them for many texts in a few numpy passes instead of one
+    MinHash update per text. Character shingles are cut and CRC-32-hashed as byte ranges of the batch's joined
+    UTF-8 (`_char_hashes`); word shingles are hashed one by one. A shingle repeated in a text is hashed twice,
+    which leaves its minimum unchanged.
+    """
 
     def __init__(self, ngram: int, num_perm: int, threshold: float, seed: int, unit: str = "char",
                  fold_traditional: bool = True):
         self.ngram, self.num_perm, self.seed, self.threshold, self.unit = ngram, num_perm, seed, threshold, unit
         self.fold_traditional = fold_traditional
         self._t2s = None
-        self._minhash: Optional[MinHash] = None
         self.bands, self.rows = lsh_shape(threshold, num_perm)
         template = MinHash(num_perm=num_perm, seed=seed)  # drawing the permutations once is most of the set-up cost
-        self._permutations, self._scheme = template.permutations, template.scheme
+        if template.scheme != "affine32":
+            raise ValueError(f"datasketch's MinHash scheme is {template.scheme}; this code computes affine32")
+        self._a, self._b = (column[:, None] for column in template.permutations)
 
-    def __getstate__(self):  # the OpenCC converter and the working MinHash are made again where they are used
-        return {**self.__dict__, "_t2s": None, "_minhash": None}
+    def __getstate__(self):  # the OpenCC converter is made again where it is used
+        return {**self.__dict__, "_t2s": None}
 
-    def signature(self, text: str) -> np.ndarray:
+    def signatures(self, texts: Sequence[str]) -> np.ndarray:
+        """One signature a text: (len(texts), num_perm) uint32."""
         if self.fold_traditional:  # 資訊 and 资讯 are one text to dedup, whatever normalize did
             if self._t2s is None:
                 import opencc
 
                 self._t2s = opencc.OpenCC("t2s")
-            text = self._t2s.convert(text)
-        if self._minhash is None:  # one MinHash, cleared for each text: its construction costs as much as hashing
-            self._minhash = MinHash(num_perm=self.num_perm, seed=self.seed, permutations=self._permutations,
-                                    scheme=self._scheme, hashfunc=zlib.crc32)
-        self._minhash.clear()
-        self._minhash.update_batch([s.encode("utf-8") for s in shingles(text, self.ngram, self.unit)])
-        return self._minhash.hashvalues.copy()
+            texts = [self._t2s.convert(text) for text in texts]
+        out = np.empty((len(texts), self.num_perm), dtype=np.uint32)
+        for start in range(0, len(texts), SIGNATURE_CHUNK):
+            chunk = texts[start:start + SIGNATURE_CHUNK]
+            hashes, counts = self._char_hashes(chunk) if self.unit == "char" else self._word_hashes(chunk)
+            permuted = self._a * _fmix(hashes, 32) + self._b  # (num_perm, shingles), wrapping as uint32
+            firsts = np.concatenate(([0], np.cumsum(counts[:-1])))
+            out[start:start + len(chunk)] = np.minimum.reduceat(permuted, firsts, axis=1).T
+        return out
+
+    def signature(self, text: str) -> np.ndarray:
+        return self.signatures([text])[0]
+
+    def _char_hashes(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """CRC-32 of every character n-gram's UTF-8 bytes (spaces and punctuation removed, lower-cased; a text of
+        at most n characters is one shingle), all texts' in one array; and how many each text has."""
+        n = self.ngram
+        cleaned = [_NOT_WORD.sub("", text.lower()) for text in texts]
+        lengths = np.fromiter(map(len, cleaned), np.int64, len(cleaned))
+        joined = "".join(cleaned)
+        raw = np.frombuffer(joined.encode("utf-8") + bytes(4 * n), dtype=np.uint8)  # padded: reads past the end
+        if len(raw) == len(joined) + 4 * n:  # ASCII: a character is a byte
+            offsets = np.arange(len(joined) + 1)
+        else:  # where each character's bytes begin (not a continuation byte), and the end
+            offsets = np.append(np.flatnonzero((raw[:len(raw) - 4 * n] & 0xC0) != 0x80), len(raw) - 4 * n)
+        counts = np.maximum(lengths - n + 1, 1)
+        text_of = np.repeat(np.arange(len(texts)), counts)
+        text_start = np.concatenate(([0], np.cumsum(lengths[:-1])))[text_of]
+        first = np.concatenate(([0], np.cumsum(counts[:-1])))
+        start = text_start + np.arange(int(counts.sum())) - first[text_of]
+        end = np.where(lengths[text_of] <= n, text_start + lengths[text_of], start + n)
+        begin, size = offsets[start], offsets[end] - offsets[start]
+        crc = np.full(len(begin), 0xFFFFFFFF, dtype=np.uint32)
+        for j in range(int(size.max(initial=0))):  # table-driven CRC-32 (zlib's), one byte of every shingle a step
+            crc = np.where(size > j, _CRC_TABLE[(crc ^ raw[begin + j]) & 0xFF] ^ (crc >> 8), crc)
+        return crc ^ np.uint32(0xFFFFFFFF), counts
+
+    def _word_hashes(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        sets = [shingles(text, self.ngram, self.unit) for text in texts]
+        hashes = [zlib.crc32(shingle.encode("utf-8")) for words in sets for shingle in words]
+        return np.array(hashes, dtype=np.uint32), np.array([len(words) for words in sets])
 
     def band_keys(self, values: np.ndarray, prefix: bytes = b"") -> list[bytes]:
-        return [
-            bytes([band]) + hashlib.blake2b(prefix + values[band * self.rows:(band + 1) * self.rows].tobytes(),
-                                            digest_size=12).digest()
-            for band in range(self.bands)
-        ]
+        """A signature's LSH band keys: the band's number, `prefix` and its values (equal keys: the same band)."""
+        return [bytes([band]) + prefix + values[band * self.rows:(band + 1) * self.rows].tobytes()
+                for band in range(self.bands)]
+
+
+def _crc_table() -> np.ndarray:
+    """zlib's CRC-32 (reflected polynomial 0xEDB88320) table: the CRC of each byte value."""
+    table = np.arange(256, dtype=np.uint32)
+    for _ in range(8):
+        table = np.where(table & 1, (table >> 1) ^ np.uint32(0xEDB88320), table >> 1)
+    return table
+
+
+_CRC_TABLE = _crc_table()
+SIGNATURE_CHUNK = 64  # texts whose shingles are permuted in one pass: (num_perm x their shingles) fits in cache
 
 
 def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -130,19 +188,74 @@ def scoped_text(pair: Pair, scope: str) -> str:
     return pair.passage if scope == "passage" else pair.query if scope == "query" else pair.query + "\n" + pair.passage
 
 
-class _BandKeys(beam.DoFn):
-    """A pair's LSH band keys, each with the pair's rank; its signature once, on the `signatures` output."""
+BATCH = 1024  # pairs sketched at once
 
-    def __init__(self, hasher: MinHasher, order: SurvivorOrder, scope: str, within_source: bool):
-        self._hasher, self._order, self._scope, self._within = hasher, order, scope, within_source
+
+class _Sketch(beam.DoFn):
+    """Pairs -> their LSH band entries by band shard (main: (shard, (entries, ranks))) and their signatures by id
+    shard ("signatures": (shard, (ids, signatures))), a batch of pairs at a time.
+
+    An entry is the band's key as uint32 columns (band number, source code or 0, the band's values); its rank is
+    the pair's. Entries and signatures travel as bytes, a shard's of one batch in one element.
+    """
+
+    def __init__(self, hasher: MinHasher, order: SurvivorOrder, scope: str, within_source: bool, shards: int):
+        self._hasher, self._order, self._scope, self._within, self._shards = hasher, order, scope, within_source, shards
+
+    def start_bundle(self):
+        self._pairs = []
 
     def process(self, pair: Pair):
-        rank = self._order.rank(pair)
-        signature = self._hasher.signature(scoped_text(pair, self._scope))
-        prefix = pair.source.encode("utf-8") if self._within else b""
-        for key in self._hasher.band_keys(signature, prefix):
-            yield key, rank
-        yield beam.pvalue.TaggedOutput("signatures", (pair.id, signature))
+        self._pairs.append(pair)
+        if len(self._pairs) >= BATCH:
+            yield from self._flush()
+
+    def finish_bundle(self):
+        for output in self._flush():
+            yield beam.pvalue.TaggedOutput(output.tag, _windowed(output.value)) if isinstance(
+                output, beam.pvalue.TaggedOutput) else _windowed(output)
+
+    def _flush(self):
+        pairs, self._pairs = self._pairs, []
+        if not pairs:
+            return
+        hasher, shards = self._hasher, self._shards
+        signatures = hasher.signatures([scoped_text(pair, self._scope) for pair in pairs])
+        ranks = [self._order.rank(pair) for pair in pairs]
+        count, bands, rows = len(pairs), hasher.bands, hasher.rows
+        entries = np.empty((count, bands, rows + 2), dtype=np.uint32)
+        entries[:, :, 0] = np.arange(bands, dtype=np.uint32)
+        entries[:, :, 1] = np.array([_source_code(pair.source) if self._within else 0 for pair in pairs],
+                                    dtype=np.uint32)[:, None]
+        entries[:, :, 2:] = signatures[:, :bands * rows].reshape(count, bands, rows)
+        entries = entries.reshape(count * bands, rows + 2)
+        owner = np.repeat(np.arange(count), bands)
+        shard_of = (entries[:, 2] % np.uint32(shards)).astype(np.int64)  # minhash values are uniform: a fair spread
+        for shard, picked in _by_shard(shard_of):
+            yield shard, (entries[picked].tobytes(), [ranks[i] for i in owner[picked]])
+        id_shards = np.array([text_shard(pair.id, shards) for pair in pairs])
+        for shard, picked in _by_shard(id_shards):
+            yield beam.pvalue.TaggedOutput(SIGNATURES, (shard, ([pairs[i].id for i in picked],
+                                                                signatures[picked].tobytes())))
+
+
+SIGNATURES = "signatures"
+
+
+def _source_code(source: str) -> int:
+    return zlib.crc32(source.encode("utf-8"))
+
+
+def _by_shard(shard_of: np.ndarray):
+    """(shard, the indices in it) for each shard present."""
+    order = np.argsort(shard_of, kind="stable")
+    shards, starts = np.unique(shard_of[order], return_index=True)
+    for shard, picked in zip(shards.tolist(), np.split(order, starts[1:])):
+        yield shard, picked
+
+
+def _windowed(value) -> WindowedValue:
+    return WindowedValue(value, MIN_TIMESTAMP, [GlobalWindow()])
 
 
 WINDOW = 16  # a bucket member is verified against the next WINDOW members in survivor order
@@ -160,30 +273,87 @@ def _candidates(bucket: tuple[bytes, Iterable[tuple]], window: int = WINDOW):
             yield worse[PAIR_ID], (worse, better)
 
 
+class _Buckets(beam.DoFn):
+    """A band shard's entries -> the candidate pairs of each bucket of 2+ members (`_candidates`), by the shard of
+    the worse member's id: (shard, [(worse rank, better rank), ...])."""
+
+    def __init__(self, columns: int, window: int, shards: int):
+        self._columns, self._window, self._shards = columns, window, shards
+
+    def start_bundle(self):
+        self._lists = ShardLists()
+
+    def process(self, element):
+        _, batches = element
+        blobs, ranks = [], []
+        for entries, entry_ranks in batches:
+            blobs.append(entries)
+            ranks += entry_ranks
+        keys = np.frombuffer(b"".join(blobs), dtype=np.uint32).reshape(-1, self._columns)
+        order = np.lexsort(keys.T[::-1])
+        ordered = keys[order]
+        new = np.ones(len(order) + 1, dtype=bool)
+        new[1:-1] = np.any(ordered[1:] != ordered[:-1], axis=1)
+        bounds = np.flatnonzero(new)
+        for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            if end - start > 1:
+                members = [ranks[i] for i in order[start:end].tolist()]
+                for worse_id, candidate in _candidates((None, members), self._window):
+                    yield from self._lists.add(None, text_shard(worse_id, self._shards), candidate)
+
+    def finish_bundle(self):
+        yield from self._lists.drain()
+
+
+def _signature_index(blocks) -> dict[str, np.ndarray]:
+    """An id shard's signature blocks -> id -> its signature."""
+    index = {}
+    for ids, values in blocks:
+        matrix = np.frombuffer(values, dtype=np.uint32).reshape(len(ids), -1)
+        index.update(zip(ids, matrix))
+    return index
+
+
 class _AttachSignature(beam.DoFn):
-    """Join 1 (by member id): the member's signature travels on to the best member's key."""
+    """Join 1 (by the worse member's id shard): each distinct candidate with the worse member's signature, sent to
+    the better member's id shard."""
+
+    def __init__(self, shards: int):
+        self._shards = shards
+
+    def start_bundle(self):
+        self._lists = ShardLists()
 
     def process(self, element):
         _, grouped = element
-        signatures = list(grouped["signature"])
-        for member_rank, best_rank in grouped["candidate"]:
-            yield best_rank[PAIR_ID], (member_rank, best_rank, signatures[0])
+        signatures = _signature_index(grouped["signature"])
+        for worse, better in {candidate for candidates in grouped["candidate"] for candidate in candidates}:
+            yield from self._lists.add(None, text_shard(better[PAIR_ID], self._shards),
+                                       (worse, better, signatures[worse[PAIR_ID]].tobytes()))
+
+    def finish_bundle(self):
+        yield from self._lists.drain()
 
 
 class _Verify(beam.DoFn):
-    """Join 2 (by the better member's id): the candidate pairs whose estimated Jaccard reaches the threshold, as
-    edges (better rank, worse rank)."""
+    """Join 2 (by the better member's id shard): the candidate pairs whose estimated Jaccard reaches the threshold,
+    as edges (better rank, worse rank)."""
 
     def __init__(self, threshold: float):
         self._threshold = threshold
 
     def process(self, element):
         _, grouped = element
-        signatures = list(grouped["signature"])
-        best_signature = signatures[0]
-        for member_rank, best_rank, member_signature in grouped["candidate"]:
-            if estimated_jaccard(member_signature, best_signature) >= self._threshold:
-                yield best_rank, member_rank
+        candidates = [candidate for batch in grouped["candidate"] for candidate in batch]
+        if not candidates:
+            return
+        signatures = _signature_index(grouped["signature"])
+        worse = np.frombuffer(b"".join(c[2] for c in candidates), dtype=np.uint32).reshape(len(candidates), -1)
+        better = np.stack([signatures[c[1][PAIR_ID]] for c in candidates])
+        agree = np.count_nonzero(worse == better, axis=1) / worse.shape[1]
+        for (worse_rank, better_rank, _), similar in zip(candidates, agree >= self._threshold):
+            if similar:
+                yield better_rank, worse_rank
 
 
 class _Decide(beam.DoFn):
@@ -221,28 +391,28 @@ class NearDedup(beam.PTransform):
                                  settings.fold_traditional)
         self._scope, self._within, self._window = settings.scope, settings.within_source, window
         self.max_rounds = settings.max_rounds or rounds_bound(max_nodes)
+        self._shards = shard_count(max_nodes)
 
     def expand(self, pairs):
-        keyed = pairs | "BandKeys" >> beam.ParDo(
-            _BandKeys(self._hasher, self._order, self._scope, self._within)).with_outputs("signatures", main="bands")
-        window = self._window
+        hasher, shards = self._hasher, self._shards
+        sketched = pairs | "Sketch" >> beam.ParDo(
+            _Sketch(hasher, self._order, self._scope, self._within, shards)).with_outputs(SIGNATURES, main="bands")
         candidates = (
-            keyed.bands
+            sketched.bands
             | "Buckets" >> beam.GroupByKey()
-            | "Candidates" >> beam.FlatMap(_candidates, window)
-            | "OneCandidate" >> beam.Distinct()  # two pairs that share several bands are one candidate
+            | "Candidates" >> beam.ParDo(_Buckets(hasher.rows + 2, self._window, shards))
         )
         with_member = (
-            {"candidate": candidates, "signature": keyed.signatures}
+            {"candidate": candidates, "signature": sketched.signatures}
             | "JoinMember" >> beam.CoGroupByKey()
-            | "AttachSignature" >> beam.ParDo(_AttachSignature())
+            | "AttachSignature" >> beam.ParDo(_AttachSignature(shards))
         )
         edges = (
-            {"candidate": with_member, "signature": keyed.signatures}
+            {"candidate": with_member, "signature": sketched.signatures}
             | "JoinBest" >> beam.CoGroupByKey()
-            | "Verify" >> beam.ParDo(_Verify(self._hasher.threshold))
+            | "Verify" >> beam.ParDo(_Verify(hasher.threshold))
         )
-        components = edges | "Components" >> ConnectedComponents(self.max_rounds)
+        components = edges | "Components" >> ConnectedComponents(self.max_rounds, shards)
         stats = (
             components["summary"]
             | "AsStats" >> beam.FlatMap(lambda summary: [(("near_dedup_rounds", "", "", ""), summary[0]),
