@@ -60,15 +60,14 @@ MAIN = "main"  # run_dofn's tag for a DoFn's main output
 def run_dofn(dofn, elements) -> dict[str, list]:
     """A DoFn's outputs over `elements`, by tag (MAIN for the main output), as a one-bundle runner would call it."""
     import apache_beam as beam
+    from apache_beam.utils.windowed_value import WindowedValue
 
     out: dict[str, list] = defaultdict(list)
 
     def collect(outputs) -> None:
         for output in outputs or ():
-            if isinstance(output, beam.pvalue.TaggedOutput):
-                out[output.tag].append(output.value)
-            else:
-                out[MAIN].append(output)
+            tag, value = (output.tag, output.value) if isinstance(output, beam.pvalue.TaggedOutput) else (MAIN, output)
+            out[tag].append(value.value if isinstance(value, WindowedValue) else value)  # finish_bundle's are windowed
 
     dofn.setup()
     dofn.start_bundle()
