@@ -7,7 +7,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from cmtp.schemas import Reject, pair_id
-from cmtp.transforms.report import STATS, stat
+from cmtp.transforms.report import STATS, CountingDoFn
 from cmtp.transforms.sources import ExtractError, Source, SourceRecord
 
 REJECTS = "rejects"
@@ -23,7 +23,7 @@ def extract_reject(record: SourceRecord, error: ExtractError) -> beam.pvalue.Tag
         text=str(record.fields)[:200]))
 
 
-class _Extract(beam.DoFn):
+class _Extract(CountingDoFn):
     def __init__(self, sources: Mapping[str, Source]):
         self._sources = dict(sources)
 
@@ -34,10 +34,10 @@ class _Extract(beam.DoFn):
             yield extract_reject(record, error)
             return
         Metrics.counter("extract", f"{record.source}.pairs").inc(len(pairs))
-        yield stat(record.source, "records_with_pairs")
-        yield stat(record.source, "pairs_made", len(pairs))
+        self.count(record.source, "records_with_pairs")
+        self.count(record.source, "pairs_made", len(pairs))
         if capped:
-            yield stat(record.source, "pairs_capped", capped)
+            self.count(record.source, "pairs_capped", capped)
         yield from pairs
 
 

@@ -18,7 +18,7 @@ from apache_beam.metrics import Metrics
 
 from cmtp.schemas import LabeledRecord, Pair, Reject, pair_id, record_id
 from cmtp.transforms.extract import extract_reject
-from cmtp.transforms.report import STATS, stat
+from cmtp.transforms.report import STATS, CountingDoFn
 from cmtp.transforms.sources import ExtractError, SourceRecord
 from cmtp.transforms.sources.judgments import NEGATIVE, POSITIVE, LabeledSource, Link, Text
 
@@ -26,7 +26,7 @@ REJECTS = "rejects"
 LINKS, TEXTS = "links", "texts"
 
 
-class _Judge(beam.DoFn):
+class _Judge(CountingDoFn):
     def __init__(self, sources: Mapping[str, LabeledSource]):
         self._sources = dict(sources)
 
@@ -38,10 +38,10 @@ class _Judge(beam.DoFn):
             yield extract_reject(record, error)
             return
         if judged and isinstance(judged[0], Text):
-            yield stat(record.source, "texts_parsed", len(judged))
+            self.count(record.source, "texts_parsed", len(judged))
         else:
-            yield stat(record.source, "rows_with_judgments")
-            yield stat(record.source, "judgments_made", len(judged))
+            self.count(record.source, "rows_with_judgments")
+            self.count(record.source, "judgments_made", len(judged))
         for item in judged:
             if isinstance(item, Pair):
                 yield item

@@ -35,16 +35,13 @@ from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 from datasketch.minhash import _fmix
 
 from cmtp.schemas import Pair, Reject
 from cmtp.transforms.components import ConnectedComponents, rounds_bound
-from cmtp.transforms.shards import ShardLists, shard_count, text_shard
+from cmtp.transforms.shards import ShardLists, at_bundle_end, shard_count, text_shard
 from cmtp.transforms.stage import PAIRS, REJECTS, Staged
 from cmtp.transforms.survivor import PAIR_ID, SurvivorOrder
 
@@ -212,8 +209,8 @@ class _Sketch(beam.DoFn):
 
     def finish_bundle(self):
         for output in self._flush():
-            yield beam.pvalue.TaggedOutput(output.tag, _windowed(output.value)) if isinstance(
-                output, beam.pvalue.TaggedOutput) else _windowed(output)
+            tagged = isinstance(output, beam.pvalue.TaggedOutput)
+            yield at_bundle_end(output.value, output.tag) if tagged else at_bundle_end(output)
 
     def _flush(self):
         pairs, self._pairs = self._pairs, []
@@ -252,10 +249,6 @@ def _by_shard(shard_of: np.ndarray):
     shards, starts = np.unique(shard_of[order], return_index=True)
     for shard, picked in zip(shards.tolist(), np.split(order, starts[1:])):
         yield shard, picked
-
-
-def _windowed(value) -> WindowedValue:
-    return WindowedValue(value, MIN_TIMESTAMP, [GlobalWindow()])
 
 
 WINDOW = 16  # a bucket member is verified against the next WINDOW members in survivor order

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+
+from cmtp.transforms.shards import ShardLists, at_bundle_end, text_shard
 
 STATS = "stats"
 STAGE = "stage"  # a cleaning stage's ledger event: ((STAGE, "", label, "in" | "kept" | "rejected" | "aside"), n)
@@ -25,6 +27,27 @@ HISTOGRAM_BIN = 0.05
 def stat(source: str, name: str, count: int = 1) -> beam.pvalue.TaggedOutput:
     """A producer's own count, emitted on the `stats` output: ((name, source, "", ""), count)."""
     return beam.pvalue.TaggedOutput(STATS, ((name, source, "", ""), count))
+
+
+class CountingDoFn(beam.DoFn):
+    """A DoFn that counts into its bundle (`self.count(source, name, n)`) and gives each count out once, on the
+    `stats` output, when the bundle finishes: a count a row costs a dict update, not an element to shuffle and sum.
+    A subclass that has its own start_bundle or finish_bundle calls these too."""
+
+    def start_bundle(self):
+        self._counts: Counter = Counter()
+
+    def count(self, source: str, name: str, n: int = 1) -> None:
+        self._counts[(name, source, "", "")] += n
+
+    def finish_bundle(self):
+        return _bundle_counts(self._counts, STATS)
+
+
+def _bundle_counts(counts: Counter, tag: Optional[str]) -> Iterable:
+    """A bundle's counts as the windowed values finish_bundle must give out, (key, n) each."""
+    for key, n in counts.items():
+        yield at_bundle_end((key, n), tag)
 
 
 def _score_bin(score: float) -> str:
@@ -221,18 +244,57 @@ class _Written(beam.PTransform):
         )
 
 
+class _CountKeys(beam.DoFn):
+    """Rows -> (key, n) for the keys `keys(row)` gives, counted within each bundle and given out at its end."""
+
+    def __init__(self, keys):
+        self._keys = keys
+
+    def start_bundle(self):
+        self._counts: Counter = Counter()
+
+    def process(self, row):
+        for key, n in self._keys(row):
+            self._counts[key] += n
+
+    def finish_bundle(self):
+        return _bundle_counts(self._counts, None)
+
+
 def _counted(rows: beam.PCollection, label: str, keys) -> beam.PCollection:
     """(key, n) for the keys `keys(row)` gives over `rows`, summed per key before it meets any other stream."""
-    return rows | f"{label}Keys" >> beam.FlatMap(keys) | f"Sum{label}" >> beam.CombinePerKey(sum)
+    return rows | f"{label}Keys" >> beam.ParDo(_CountKeys(keys)) | f"Sum{label}" >> beam.CombinePerKey(sum)
+
+
+ID_SHARDS = 64
+
+
+class _IdsByShard(beam.DoFn):
+    """Rows -> (shard, [ids]) per bundle: the ids travel a shard's list at a time."""
+
+    def start_bundle(self):
+        self._lists = ShardLists()
+
+    def process(self, row):
+        yield from self._lists.add(None, text_shard(row.id, ID_SHARDS), row.id)
+
+    def finish_bundle(self):
+        yield from self._lists.drain()
+
+
+def _repeats(element) -> int:
+    """A shard's id lists -> how many of its ids appear more than once."""
+    counts = Counter(row_id for ids in element[1] for row_id in ids)
+    return sum(n > 1 for n in counts.values())
 
 
 def _repeated_ids(rows: beam.PCollection) -> beam.PCollection:
     """(("repeated_ids", "", "", ""), n): how many ids more than one kept row carries (a run counter, 0 when none)."""
     return (
         rows
-        | "KeptIds" >> beam.Map(lambda row: (row.id, 1))
-        | "RowsPerId" >> beam.CombinePerKey(sum)
-        | "Repeated" >> beam.Map(lambda id_rows: int(id_rows[1] > 1))
+        | "KeptIds" >> beam.ParDo(_IdsByShard())
+        | "ByShard" >> beam.GroupByKey()
+        | "Repeated" >> beam.Map(_repeats)
         | "CountRepeated" >> beam.CombineGlobally(sum)
         | "RepeatedIds" >> beam.Map(lambda n: (("repeated_ids", "", "", ""), n))
     )

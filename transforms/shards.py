@@ -58,8 +58,13 @@ class ShardLists:
     def drain(self) -> Iterator:
         lists, self._lists = self._lists, {}
         for (tag, shard), values in lists.items():
-            yield _tagged(tag, WindowedValue((shard, values), MIN_TIMESTAMP, [GlobalWindow()]))
+            yield at_bundle_end((shard, values), tag)
 
 
 def _tagged(tag: str, value):
     return value if tag is None else beam.pvalue.TaggedOutput(tag, value)
+
+
+def at_bundle_end(value, tag: str | None = None):
+    """`value` as finish_bundle must give it out: windowed (the global window), on output `tag`."""
+    return _tagged(tag, WindowedValue(value, MIN_TIMESTAMP, [GlobalWindow()]))

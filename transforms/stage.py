@@ -18,11 +18,9 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple, Optional, Union
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
 
 from cmtp.transforms.report import STAGE, STATS
+from cmtp.transforms.shards import at_bundle_end
 from cmtp.transforms.survivor_state import SettleSurvivors
 
 PAIRS, REJECTS, ASIDE = "pairs", "rejects", "aside"
@@ -147,7 +145,7 @@ class _Count(beam.DoFn):
 
     def finish_bundle(self):
         if self._n:
-            yield WindowedValue((self._key, self._n), MIN_TIMESTAMP, [GlobalWindow()])
+            yield at_bundle_end((self._key, self._n))
 
 
 def _counted(rows: beam.PCollection, label: str, units: Optional[Callable[[object], int]], stage: str,

@@ -8,7 +8,7 @@ from typing import Iterable, Optional
 import apache_beam as beam
 
 from cmtp.schemas import Reject
-from cmtp.transforms.report import STATS, stat
+from cmtp.transforms.report import STATS, CountingDoFn
 
 SETTLED = "settled"
 DROPPED = "dedup_survivor_dropped"
@@ -36,7 +36,7 @@ def _settle(trail: tuple[Reject, ...], pointer: str, fate: Optional[Reject]) -> 
     return reject._replace(detail="; ".join([reject.detail, *steps, end]), survivor=pointer if fate is None else None)
 
 
-class _Follow(beam.DoFn):
+class _Follow(CountingDoFn):
     """One hop: dedup rejects keyed by the survivor they point at meet that survivor's own reject, if it has one."""
 
     def process(self, element):
@@ -47,7 +47,7 @@ class _Follow(beam.DoFn):
                 yield fate.survivor, (*trail, fate)  # its survivor was deduped in turn: follow that one's survivor
                 continue
             yield beam.pvalue.TaggedOutput(SETTLED, _settle(trail, pointer, fate))
-            yield stat("", DROPPED, int(fate is not None))
+            self.count("", DROPPED, int(fate is not None))
 
 
 class SettleSurvivors(beam.PTransform):
