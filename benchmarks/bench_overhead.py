@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,10 +88,12 @@ def grouped(rows, key) -> dict:
 
 
 def loop_near_dedup(pairs: list, near_settings, order, times: dict | None = None) -> tuple[list, list]:
-    """NearDedup over a list: (kept pairs, near_duplicate rejects). Signatures and band keys by the transform's
-    MinHasher, candidates by its `_candidates`, verified by `estimated_jaccard`; components by union-find over the
-    ranks (a component's label is its smallest rank); then `_Decide`'s rule: a pair whose component's smallest node
-    is another pair is rejected, naming it. The CPU of each step is added to `times` if given."""
+    """NearDedup over a list: (kept pairs, near_duplicate rejects). Signatures by the transform's MinHasher (all
+    texts in one call: it sketches them in chunks), LSH buckets as the transform finds them (every pair's band
+    entries as uint32 rows (band, source code or 0, the band's values) in one array, sorted, equal rows one bucket),
+    candidates by its `_candidates`, verified by `estimated_jaccard`; components by union-find over the ranks (a
+    component's label is its smallest rank); then `_Decide`'s rule: a pair whose component's smallest node is
+    another pair is rejected, naming it. The CPU of each step is added to `times` if given."""
     from cmtp.transforms.near_dedup import WINDOW, MinHasher, _candidates, estimated_jaccard, scoped_text
     from cmtp.transforms.survivor import PAIR_ID
 
@@ -98,16 +101,14 @@ def loop_near_dedup(pairs: list, near_settings, order, times: dict | None = None
     hasher = MinHasher(s.ngram, s.num_perm, s.threshold, s.seed, s.unit, s.fold_traditional)
     times = {} if times is None else times
     with timed(times, "signatures"):
-        matrix = hasher.signatures([scoped_text(pair, s.scope) for pair in pairs])  # in batches, as the transform
+        matrix = hasher.signatures([scoped_text(pair, s.scope) for pair in pairs])
         signatures = dict(zip((pair.id for pair in pairs), matrix))
-    with timed(times, "band keys"):
-        buckets = defaultdict(list)
-        for pair, signature in zip(pairs, matrix):
-            rank = order.rank(pair)
-            for key in hasher.band_keys(signature, pair.source.encode("utf-8") if s.within_source else b""):
-                buckets[key].append(rank)
+    with timed(times, "band entries"):
+        buckets, owner = _buckets(matrix, [pair.source for pair in pairs], hasher.bands, hasher.rows, s.within_source)
+        ranks = [order.rank(pair) for pair in pairs]
     with timed(times, "candidates"):
-        candidates = {edge for bucket in buckets.items() for _, edge in _candidates(bucket, WINDOW)}
+        candidates = {edge for members in buckets for _, edge in
+                      _candidates((None, [ranks[i] for i in owner[members].tolist()]), WINDOW)}
 
     parent: dict = {}
 
@@ -127,6 +128,27 @@ def loop_near_dedup(pairs: list, near_settings, order, times: dict | None = None
                     parent[max(a, b)] = min(a, b)  # the root is the component's smallest rank
     with timed(times, "decide"):
         return _decide(pairs, order, lambda rank: find(rank) if rank in parent else rank)
+
+
+def _buckets(matrix, sources: list[str], bands: int, rows: int, within_source: bool) -> tuple[list, object]:
+    """The LSH buckets of 2+ members, each as the indices of its entries, and each entry's pair (its row in
+    `matrix`): equal (band, source code or 0, band values) rows of the sorted entries are one bucket."""
+    import numpy as np
+
+    count = len(matrix)
+    entries = np.empty((count, bands, rows + 2), dtype=np.uint32)
+    entries[:, :, 0] = np.arange(bands, dtype=np.uint32)
+    codes = [zlib.crc32(source.encode("utf-8")) if within_source else 0 for source in sources]
+    entries[:, :, 1] = np.array(codes, dtype=np.uint32)[:, None]
+    entries[:, :, 2:] = matrix[:, :bands * rows].reshape(count, bands, rows)
+    entries = entries.reshape(count * bands, rows + 2)
+    owner = np.repeat(np.arange(count), bands)
+    order = np.lexsort(entries.T[::-1])
+    ordered = entries[order]
+    new = np.ones(len(order) + 1, dtype=bool)
+    new[1:-1] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    bounds = np.flatnonzero(new).tolist()
+    return [order[start:end] for start, end in zip(bounds, bounds[1:]) if end - start > 1], owner
 
 
 def _decide(pairs: list, order, label_of) -> tuple[list, list]:
