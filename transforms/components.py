@@ -33,7 +33,7 @@ import apache_beam as beam
 
 from cmtp.transforms.shards import ShardLists, node_shard
 
-CHANGES = "changes"
+CHANGES, LABELS = "changes", "labels"
 
 
 def rounds_bound(max_nodes: int) -> int:
@@ -42,7 +42,7 @@ def rounds_bound(max_nodes: int) -> int:
 
 
 class _Spread(beam.DoFn):
-    """Edges (a, b) -> (shard, [(node, neighbour), ...]): each edge at both ends, gathered per shard."""
+    """Edges (a, b) -> (shard, [(node, neighbour, False), ...]): each edge at both ends, gathered per shard."""
 
     def __init__(self, shards: int):
         self._shards = shards
@@ -52,24 +52,22 @@ class _Spread(beam.DoFn):
 
     def process(self, edge):
         small, large = edge
-        yield from self._lists.add(None, node_shard(small, self._shards), (small, large))
-        yield from self._lists.add(None, node_shard(large, self._shards), (large, small))
+        yield from self._lists.add(None, node_shard(small, self._shards), (small, large, False))
+        yield from self._lists.add(None, node_shard(large, self._shards), (large, small, False))
 
     def finish_bundle(self):
         yield from self._lists.drain()
 
 
-def _adjacency(element) -> dict:
-    """A shard's (node, neighbour) lists -> node -> its neighbours."""
-    adjacent: dict = {}
-    for node, neighbour in (entry for values in element[1] for entry in values):
-        adjacent.setdefault(node, set()).add(neighbour)
-    return adjacent
-
-
 class _LargeStar(beam.DoFn):
     """At each node u of the shard: every neighbour larger than u is re-linked to m(u), the smallest of u and its
-    neighbours; the new edges go to their larger end's shard, for small-star."""
+    neighbours; the new edges go to their larger end's shard, for small-star.
+
+    A node whose one neighbour is smaller is a leaf, and says so to its own small-star. A node smaller than all its
+    neighbours, each of them a leaf of it alone (the entries' third field, set by the leaves' small-star), is the
+    centre of a finished star: its component can change no more, so its labels go out (`labels`) and its edges
+    leave the rounds. The later rounds then move only the components still forming.
+    """
 
     def __init__(self, round_: int, shards: int):
         self._round, self._shards = round_, shards
@@ -78,12 +76,21 @@ class _LargeStar(beam.DoFn):
         self._lists = ShardLists()
 
     def process(self, element):
-        changed = 0
-        for node, neighbours in _adjacency(element).items():
+        changed, neighbours_of = 0, {}
+        for node, neighbour, leaf in (entry for values in element[1] for entry in values):
+            leaves = neighbours_of.setdefault(node, {})
+            leaves[neighbour] = leaves.get(neighbour, True) and leaf
+        for node, neighbours in neighbours_of.items():
             smallest = min(min(neighbours), node)
+            if smallest == node and all(neighbours.values()):  # a finished star
+                for v in neighbours:
+                    yield beam.pvalue.TaggedOutput(LABELS, (v, node))
+                continue
             larger = [v for v in neighbours if v > node]
             for v in larger:
-                yield from self._lists.add(None, node_shard(v, self._shards), (v, smallest))
+                yield from self._lists.add(None, node_shard(v, self._shards), (v, smallest, False))
+            if not larger and len(neighbours) == 1:
+                yield from self._lists.add(None, node_shard(node, self._shards), (node, smallest, True))
             changed += smallest < node and bool(larger)
         yield beam.pvalue.TaggedOutput(CHANGES, (self._round, changed))  # (0, 0) too: the graph has a node
 
@@ -93,7 +100,8 @@ class _LargeStar(beam.DoFn):
 
 class _SmallStar(beam.DoFn):
     """At each node u of the shard (keyed by the larger end of its edges): u and every neighbour smaller than u are
-    re-linked to the smallest of them; each new edge goes to both its ends' shards, for the next large-star."""
+    re-linked to the smallest of them; each new edge goes to both its ends' shards, for the next large-star. A leaf
+    (it said so in large-star) still has one neighbour, its centre's smallest; it tells that centre it is a leaf."""
 
     def __init__(self, round_: int, shards: int):
         self._round, self._shards = round_, shards
@@ -102,13 +110,19 @@ class _SmallStar(beam.DoFn):
         self._lists = ShardLists()
 
     def process(self, element):
-        changed = 0
-        for node, smaller in _adjacency(element).items():
+        changed, smaller_of, leaves = 0, {}, set()
+        for node, neighbour, leaf in (entry for values in element[1] for entry in values):
+            if leaf:
+                leaves.add(node)
+            else:
+                smaller_of.setdefault(node, set()).add(neighbour)
+        for node, smaller in smaller_of.items():  # a leaf whose centre finished has no entry left: it is done
             smallest = min(smaller)
             for v in smaller | {node}:
                 if v != smallest:
-                    yield from self._lists.add(None, node_shard(smallest, self._shards), (smallest, v))
-                    yield from self._lists.add(None, node_shard(v, self._shards), (v, smallest))
+                    yield from self._lists.add(None, node_shard(smallest, self._shards),
+                                               (smallest, v, v == node and node in leaves))
+                    yield from self._lists.add(None, node_shard(v, self._shards), (v, smallest, False))
             changed += len(smaller) > 1
         if changed:
             yield beam.pvalue.TaggedOutput(CHANGES, (self._round, changed))
@@ -120,7 +134,7 @@ class _SmallStar(beam.DoFn):
 def _leaves(element):
     """(node, a smaller neighbour) for each such entry of a shard: once the components are stars, each node's
     smallest neighbour is its centre."""
-    for node, neighbour in element[1]:
+    for node, neighbour, _ in element[1]:
         if neighbour < node:
             yield node, neighbour
 
@@ -162,13 +176,14 @@ class ConnectedComponents(beam.PTransform):
         self._max_rounds, self._shards = max_rounds, shards
 
     def expand(self, edges):
-        shards, changes = self._shards, []
+        shards, changes, finished = self._shards, [], []
         adjacent = edges | "Spread" >> beam.ParDo(_Spread(shards))
         for round_ in range(self._max_rounds):
             large = (
                 adjacent
                 | f"ByNode{round_}L" >> beam.GroupByKey()
-                | f"LargeStar{round_}" >> beam.ParDo(_LargeStar(round_, shards)).with_outputs(CHANGES, main="edges")
+                | f"LargeStar{round_}" >> beam.ParDo(_LargeStar(round_, shards)).with_outputs(CHANGES, LABELS,
+                                                                                               main="edges")
             )
             small = (  # small-star needs each node's smaller neighbours only: the edges keyed by their larger end
                 large.edges
@@ -177,9 +192,11 @@ class ConnectedComponents(beam.PTransform):
             )
             adjacent = small.edges
             changes += [large[CHANGES], small[CHANGES]]
+            finished.append(large[LABELS])
         summary = (
             changes | "AllChanges" >> beam.Flatten(pipeline=edges.pipeline)
             | "Summarize" >> beam.CombineGlobally(_Summary(self._max_rounds))
         )
-        labels = adjacent | "Leaves" >> beam.FlatMap(_leaves) | "Centre" >> beam.CombinePerKey(min)
+        left = adjacent | "Leaves" >> beam.FlatMap(_leaves) | "Centre" >> beam.CombinePerKey(min)
+        labels = (left, *finished) | "Labels" >> beam.Flatten()
         return {"labels": labels, "summary": summary}

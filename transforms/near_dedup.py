@@ -192,8 +192,8 @@ class _Sketch(beam.DoFn):
     """Pairs -> their LSH band entries by band shard (main: (shard, (entries, ranks))) and their signatures by id
     shard ("signatures": (shard, (ids, signatures))), a batch of pairs at a time.
 
-    An entry is the band's key as uint32 columns (band number, source code or 0, the band's values); its rank is
-    the pair's. Entries and signatures travel as bytes, a shard's of one batch in one element.
+    An entry is the band's key (`band_hashes`); its rank is the pair's. Keys and signatures travel as bytes, a
+    shard's of one batch in one element.
     """
 
     def __init__(self, hasher: MinHasher, order: SurvivorOrder, scope: str, within_source: bool, shards: int):
@@ -219,17 +219,11 @@ class _Sketch(beam.DoFn):
         hasher, shards = self._hasher, self._shards
         signatures = hasher.signatures([scoped_text(pair, self._scope) for pair in pairs])
         ranks = [self._order.rank(pair) for pair in pairs]
-        count, bands, rows = len(pairs), hasher.bands, hasher.rows
-        entries = np.empty((count, bands, rows + 2), dtype=np.uint32)
-        entries[:, :, 0] = np.arange(bands, dtype=np.uint32)
-        entries[:, :, 1] = np.array([_source_code(pair.source) if self._within else 0 for pair in pairs],
-                                    dtype=np.uint32)[:, None]
-        entries[:, :, 2:] = signatures[:, :bands * rows].reshape(count, bands, rows)
-        entries = entries.reshape(count * bands, rows + 2)
-        owner = np.repeat(np.arange(count), bands)
-        shard_of = (entries[:, 2] % np.uint32(shards)).astype(np.int64)  # minhash values are uniform: a fair spread
-        for shard, picked in _by_shard(shard_of):
-            yield shard, (entries[picked].tobytes(), [ranks[i] for i in owner[picked]])
+        sources = [_source_code(pair.source) if self._within else 0 for pair in pairs]
+        keys = band_hashes(signatures, hasher.bands, hasher.rows, np.array(sources, dtype=np.uint64)).ravel()
+        owner = np.repeat(np.arange(len(pairs)), hasher.bands)
+        for shard, picked in _by_shard((keys % np.uint64(shards)).astype(np.int64)):
+            yield shard, (keys[picked].tobytes(), [ranks[i] for i in owner[picked]])
         id_shards = np.array([text_shard(pair.id, shards) for pair in pairs])
         for shard, picked in _by_shard(id_shards):
             yield beam.pvalue.TaggedOutput(SIGNATURES, (shard, ([pairs[i].id for i in picked],
@@ -237,6 +231,29 @@ class _Sketch(beam.DoFn):
 
 
 SIGNATURES = "signatures"
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def band_hashes(signatures: np.ndarray, bands: int, rows: int, sources: np.ndarray) -> np.ndarray:
+    """(texts, bands) uint64: each band's key, a 64-bit hash of its number, the text's source code (0 unless dedup is
+    within sources) and its `rows` values. Equal bands have equal keys; two different bands share one with
+    probability 2^-64, and a pair they bring together is only a candidate, which verification drops."""
+    values = signatures[:, :bands * rows].reshape(len(signatures), bands, rows).astype(np.uint64)
+    key = np.broadcast_to(sources[:, None], (len(signatures), bands)) ^ (np.arange(bands, dtype=np.uint64) * _MIX)
+    for row in range(rows):
+        key = _fmix64((key ^ values[:, :, row]) * _MIX)
+    return key
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finalizer (wrapping uint64 arithmetic): every input bit reaches every output bit."""
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xC4CEB93FE53A4C05)
+    return h ^ (h >> np.uint64(33))
 
 
 def _source_code(source: str) -> int:
@@ -267,11 +284,11 @@ def _candidates(bucket: tuple[bytes, Iterable[tuple]], window: int = WINDOW):
 
 
 class _Buckets(beam.DoFn):
-    """A band shard's entries -> the candidate pairs of each bucket of 2+ members (`_candidates`), by the shard of
-    the worse member's id: (shard, [(worse rank, better rank), ...])."""
+    """A band shard's entries -> the candidate pairs of each bucket of 2+ members (`_candidates`), as two requests
+    for signatures, each sent to the shard of the member's id: (shard, [(member id, (worse rank, better rank))])."""
 
-    def __init__(self, columns: int, window: int, shards: int):
-        self._columns, self._window, self._shards = columns, window, shards
+    def __init__(self, window: int, shards: int):
+        self._window, self._shards = window, shards
 
     def start_bundle(self):
         self._lists = ShardLists()
@@ -279,20 +296,22 @@ class _Buckets(beam.DoFn):
     def process(self, element):
         _, batches = element
         blobs, ranks = [], []
-        for entries, entry_ranks in batches:
-            blobs.append(entries)
+        for keys, entry_ranks in batches:
+            blobs.append(keys)
             ranks += entry_ranks
-        keys = np.frombuffer(b"".join(blobs), dtype=np.uint32).reshape(-1, self._columns)
-        order = np.lexsort(keys.T[::-1])
+        keys = np.frombuffer(b"".join(blobs), dtype=np.uint64)
+        order = np.argsort(keys, kind="stable")
         ordered = keys[order]
         new = np.ones(len(order) + 1, dtype=bool)
-        new[1:-1] = np.any(ordered[1:] != ordered[:-1], axis=1)
+        new[1:-1] = ordered[1:] != ordered[:-1]
         bounds = np.flatnonzero(new)
         for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
             if end - start > 1:
                 members = [ranks[i] for i in order[start:end].tolist()]
                 for worse_id, candidate in _candidates((None, members), self._window):
-                    yield from self._lists.add(None, text_shard(worse_id, self._shards), candidate)
+                    better_id = candidate[1][PAIR_ID]
+                    yield from self._lists.add(None, text_shard(worse_id, self._shards), (worse_id, candidate))
+                    yield from self._lists.add(None, text_shard(better_id, self._shards), (better_id, candidate))
 
     def finish_bundle(self):
         yield from self._lists.drain()
@@ -307,9 +326,10 @@ def _signature_index(blocks) -> dict[str, np.ndarray]:
     return index
 
 
-class _AttachSignature(beam.DoFn):
-    """Join 1 (by the worse member's id shard): each distinct candidate with the worse member's signature, sent to
-    the better member's id shard."""
+class _SendSignatures(beam.DoFn):
+    """The join (by id shard) of signature requests and signatures: each distinct candidate gets its two members'
+    signatures, sent to the shard of its worse member's id: (shard, [(candidate, is the worse member, signature)]).
+    The signatures are read by this one join: a second consumer would make the local runner hold a second copy."""
 
     def __init__(self, shards: int):
         self._shards = shards
@@ -319,32 +339,38 @@ class _AttachSignature(beam.DoFn):
 
     def process(self, element):
         _, grouped = element
+        requests = {request for batch in grouped["request"] for request in batch}
+        if not requests:
+            return
         signatures = _signature_index(grouped["signature"])
-        for worse, better in {candidate for candidates in grouped["candidate"] for candidate in candidates}:
-            yield from self._lists.add(None, text_shard(better[PAIR_ID], self._shards),
-                                       (worse, better, signatures[worse[PAIR_ID]].tobytes()))
+        for member_id, candidate in requests:
+            worse_id = candidate[0][PAIR_ID]
+            yield from self._lists.add(None, text_shard(worse_id, self._shards),
+                                       (candidate, member_id == worse_id, signatures[member_id].tobytes()))
 
     def finish_bundle(self):
         yield from self._lists.drain()
 
 
 class _Verify(beam.DoFn):
-    """Join 2 (by the better member's id shard): the candidate pairs whose estimated Jaccard reaches the threshold,
-    as edges (better rank, worse rank)."""
+    """The candidates of a shard, each with its two signatures -> those whose estimated Jaccard reaches the
+    threshold, as edges (better rank, worse rank)."""
 
     def __init__(self, threshold: float):
         self._threshold = threshold
 
     def process(self, element):
-        _, grouped = element
-        candidates = [candidate for batch in grouped["candidate"] for candidate in batch]
+        _, batches = element
+        halves: dict = {}
+        for candidate, is_worse, signature in (entry for batch in batches for entry in batch):
+            halves.setdefault(candidate, [None, None])[int(is_worse)] = signature
+        candidates = list(halves)
         if not candidates:
             return
-        signatures = _signature_index(grouped["signature"])
-        worse = np.frombuffer(b"".join(c[2] for c in candidates), dtype=np.uint32).reshape(len(candidates), -1)
-        better = np.stack([signatures[c[1][PAIR_ID]] for c in candidates])
+        better = np.frombuffer(b"".join(halves[c][0] for c in candidates), dtype=np.uint32).reshape(len(candidates), -1)
+        worse = np.frombuffer(b"".join(halves[c][1] for c in candidates), dtype=np.uint32).reshape(len(candidates), -1)
         agree = np.count_nonzero(worse == better, axis=1) / worse.shape[1]
-        for (worse_rank, better_rank, _), similar in zip(candidates, agree >= self._threshold):
+        for (worse_rank, better_rank), similar in zip(candidates, agree >= self._threshold):
             if similar:
                 yield better_rank, worse_rank
 
@@ -390,19 +416,16 @@ class NearDedup(beam.PTransform):
         hasher, shards = self._hasher, self._shards
         sketched = pairs | "Sketch" >> beam.ParDo(
             _Sketch(hasher, self._order, self._scope, self._within, shards)).with_outputs(SIGNATURES, main="bands")
-        candidates = (
+        requests = (
             sketched.bands
             | "Buckets" >> beam.GroupByKey()
-            | "Candidates" >> beam.ParDo(_Buckets(hasher.rows + 2, self._window, shards))
-        )
-        with_member = (
-            {"candidate": candidates, "signature": sketched.signatures}
-            | "JoinMember" >> beam.CoGroupByKey()
-            | "AttachSignature" >> beam.ParDo(_AttachSignature(shards))
+            | "Candidates" >> beam.ParDo(_Buckets(self._window, shards))
         )
         edges = (
-            {"candidate": with_member, "signature": sketched.signatures}
-            | "JoinBest" >> beam.CoGroupByKey()
+            {"request": requests, "signature": sketched.signatures}
+            | "JoinSignatures" >> beam.CoGroupByKey()
+            | "SendSignatures" >> beam.ParDo(_SendSignatures(shards))
+            | "ByCandidate" >> beam.GroupByKey()
             | "Verify" >> beam.ParDo(_Verify(hasher.threshold))
         )
         components = edges | "Components" >> ConnectedComponents(self.max_rounds, shards)
