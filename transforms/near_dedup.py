@@ -4,27 +4,30 @@ verified candidate edges, and connected components by large-star/small-star roun
 1. Each pair's text (its passage, query or both, per `scope`) becomes shingles: character n-grams with
    spaces and punctuation removed and Traditional folded to Simplified (default), or word n-grams (jieba for Chinese, whitespace for English). A text
    with fewer than n units is one shingle, so it can only match an identical text.
-2. A datasketch MinHash signature (permutations drawn once; shingles hashed with CRC-32, 2x faster
-   than datasketch's SHA-1 default) is cut into LSH bands; bands x rows come from datasketch's
-   optimal-parameter search at the Jaccard threshold, weighted towards recall (false positives are
-   verified away, a missed candidate is a duplicate in the output).
-3. Band buckets (band key -> pair ranks, ~60 bytes each) are grouped; the members of a bucket, sorted in survivor
-   order, become candidate pairs: every pair in a bucket of up to WINDOW + 1 (17) members, and beyond that each
-   member with the next WINDOW members, so a bucket of k members gives at most k x WINDOW candidates (a bucket of
-   5,000 identical-band members: 79,864, not 12.5 million). Two joins by pair id bring the two signatures
-   together (each signature is shuffled once per candidate, not once per band), and a candidate whose estimated
-   Jaccard reaches the threshold becomes an edge.
+2. A datasketch MinHash signature (permutations drawn once; shingles hashed with CRC-32, 2x faster than
+   datasketch's SHA-1 default) is cut into LSH bands; bands x rows come from datasketch's optimal-parameter search
+   at the Jaccard threshold, weighted towards recall (false positives are verified away, a missed candidate is a
+   duplicate in the output). Signatures are computed for a batch of pairs at once (`MinHasher.signatures`: the
+   values datasketch would give, in a few numpy passes), and each band becomes a 64-bit key.
+3. Band keys (with each pair's rank, ~30 bytes) are grouped by shard of the key (transforms/shards.py: a batch's
+   entries of one shard travel as one element); within a shard, equal keys are a bucket, whose members, sorted in
+   survivor order, become candidate pairs: every pair in a bucket of up to WINDOW + 1 (17) members, and beyond that
+   each member with the next WINDOW members, so a bucket of k members gives at most k x WINDOW candidates (a bucket
+   of 5,000 identical-band members: 79,864, not 12.5 million). Each candidate asks for its two signatures by the
+   shard of each member's id; one join of those requests with the signatures sends each distinct candidate both,
+   and a candidate whose estimated Jaccard reaches the threshold becomes an edge.
 4. Connected components by alternating large-star / small-star rounds (transforms/components.py), unrolled to a
    bound from the input size (log2 of an upper bound on the pair count, + 2); the rounds taken and the nodes
    still changing in the last one are `near_dedup_rounds` and `near_dedup_unsettled` in the report, and a run
    with unsettled nodes fails its checks.
 5. A pair whose component's smallest node is not itself is dropped, naming it: its component's best pair.
 
-Memory: every step is keyed. The largest group a worker holds is one bucket's ranks (sorted: 60 bytes a
-member) or one node's neighbours (a component's best pair, once the component is a star: at most the
-component's size), never the dataset. Volume: bands x N ranks (20 x 100M x ~60 B = 120 GB of shuffle at 100M pairs),
-N signatures (512 B each) once per candidate, and the component rounds shuffle the edges (at most bands x
-WINDOW x D for D pairs in duplicate clusters; in practice about one per duplicate) twice a round.
+Memory: every step is keyed, by shard. The largest group a worker holds is one shard's band entries (bands x N /
+shards, ~40 bytes each), one shard's signatures (N / shards, 512 bytes each) or one node's neighbours in the
+components (at most its component's size), never the dataset; `shard_count` sizes the shards from the input's
+bytes. Volume: bands x N entries (20 x 100M x ~40 B = 80 GB of shuffle at 100M pairs, in a few elements per
+bundle), N signatures once, two signatures per candidate, and the component edges (about one per duplicate) twice
+a round until their component is a finished star.
 """
 from __future__ import annotations
 

@@ -1,0 +1,109 @@
+"""Near dedup's batched parts against the per-item versions they replace: signatures of a batch equal datasketch's
+MinHash of each text, band keys meet exactly where bands are equal, shard lists lose nothing, a finished star leaves
+the component rounds, and Parquet row groups built a column at a time hold what was written."""
+from __future__ import annotations
+
+import json
+import zlib
+
+import numpy as np
+import opencc
+import pyarrow.parquet as pq
+from datasketch import MinHash
+
+from beam_helpers import run_transform
+from cmtp.schemas import PAIR_SCHEMA, Pair, pair_id
+from cmtp.transforms.components import _LargeStar
+from cmtp.transforms.near_dedup import MinHasher, band_hashes, shingles
+from cmtp.transforms.parquet_shards import WriteParquetShards
+from cmtp.transforms.shards import ShardLists, shard_count
+
+
+def real_texts(shared_data, n: int = 300) -> list[str]:
+    """CSL abstracts and titles, CMRC contexts and DuReader paragraphs (with their page furniture), as found."""
+    texts = []
+    for line in (shared_data / "csl" / "ts_dev.tsv").read_text("utf-8").splitlines()[:n]:
+        texts += line.split("\t")[1:3]
+    squad = json.loads((shared_data / "cmrc2018" / "squad-style" / "cmrc2018_trial.json").read_text("utf-8"))
+    texts += [p["context"] for a in squad["data"][:40] for p in a["paragraphs"]]
+    for line in (shared_data / "dureader" / "search.dev.json").read_text("utf-8").splitlines()[:20]:
+        texts += [paragraph for doc in json.loads(line)["documents"] for paragraph in doc["paragraphs"]]
+    return texts
+
+
+def datasketch_signature(text: str, ngram: int, unit: str = "char") -> np.ndarray:
+    """What the stage computed one text at a time before: datasketch's MinHash of the CRC-32 of each shingle."""
+    minhash = MinHash(num_perm=128, seed=1, hashfunc=zlib.crc32)
+    minhash.update_batch([s.encode("utf-8") for s in shingles(opencc.OpenCC("t2s").convert(text), ngram, unit)])
+    return minhash.hashvalues
+
+
+def test_a_batch_of_real_texts_gets_datasketchs_signatures(shared_data):
+    texts = real_texts(shared_data)
+    # Traditional, Latin, emoji, a one-character text, an empty one, one that lower() lengthens, exactly n long
+    texts += [opencc.OpenCC("s2t").convert(texts[0]), "Near-duplicate DETECTION, at scale!", "😀😀😀😀😀😀x", "短", "",
+              "İstanbul İİİ", "abcde"]
+    hasher = MinHasher(5, 128, 0.7, 1)
+    batch = hasher.signatures(texts)
+    assert batch.shape == (len(texts), 128) and batch.dtype == np.uint32
+    for text, signature in zip(texts, batch):
+        assert np.array_equal(signature, datasketch_signature(text, 5)), text[:40]
+    words = MinHasher(2, 128, 0.7, 1, unit="word")
+    english = ["the quick brown fox jumps", "over the lazy dog", "dog"]
+    for text, signature in zip(english, words.signatures(english)):
+        assert np.array_equal(signature, datasketch_signature(text, 2, "word"))
+
+
+def test_band_keys_are_equal_exactly_where_bands_are(shared_data):
+    hasher = MinHasher(5, 128, 0.7, 1)
+    texts = real_texts(shared_data, 100)
+    near = [text[:-3] + "。。。" if len(text) > 60 else text for text in texts]  # a few shingles changed
+    signatures = hasher.signatures(texts + near)
+    keys = band_hashes(signatures, hasher.bands, hasher.rows, np.zeros(len(signatures), dtype=np.uint64))
+    bytes_keys = [hasher.band_keys(signature) for signature in signatures]
+    n = len(texts)
+    shared_bands = 0
+    for i in range(n):
+        for band in range(hasher.bands):
+            equal = bytes_keys[i][band] == bytes_keys[n + i][band]
+            assert equal == (keys[i, band] == keys[n + i, band])
+            shared_bands += equal
+    assert shared_bands > n  # the near copies do share bands, so the equality above was tested both ways
+    assert len(set(keys[:n].ravel().tolist())) == len({b for row in bytes_keys[:n] for b in row})
+    by_source = band_hashes(signatures[:1].repeat(2, axis=0), hasher.bands, hasher.rows,
+                            np.array([zlib.crc32(b"a"), zlib.crc32(b"b")], dtype=np.uint64))
+    assert not set(by_source[0]) & set(by_source[1])  # dedup within sources: another source's band never meets
+
+
+def test_shard_lists_give_every_value_once_and_bound_a_list():
+    lists = ShardLists(limit=3)
+    early = [out for i in range(10) for out in lists.add(None, i % 2, i)]
+    assert [value for value in early] == [(0, [0, 2, 4]), (1, [1, 3, 5])]
+    late = [out.value for out in lists.drain()]
+    assert sorted(late) == [(0, [6, 8]), (1, [7, 9])]
+    assert shard_count(2) == 1 and shard_count(1 << 30) == 1024 and shard_count(1 << 60) == 4096
+
+
+def test_a_finished_star_gives_its_labels_and_no_edges():
+    star = _LargeStar(3, shards=4)
+    star.start_bundle()
+    out = list(star.process((0, [[(1, 5, True), (1, 7, True)]])))  # node 1, both neighbours leaves of it alone
+    assert [o.value for o in out if getattr(o, "tag", None) == "labels"] == [(5, 1), (7, 1)]
+    assert not list(star.finish_bundle())
+    star.start_bundle()
+    out = list(star.process((0, [[(1, 5, True), (1, 7, False)]])))  # 7 may have other neighbours: not finished
+    assert not [o for o in out if getattr(o, "tag", None) == "labels"]
+    assert sorted(v for _, values in (o.value for o in star.finish_bundle()) for v in values) == [
+        (5, 1, False), (7, 1, False)]
+
+
+def test_parquet_row_groups_hold_the_rows_in_order(tmp_path, shared_data):
+    texts = real_texts(shared_data, 200)
+    pairs = [Pair(pair_id("csl", "k", f"q{i}", text), f"q{i}", text, "csl", "k", "f.tsv", f"line {i}", score=i / 7,
+                  flags=None if i % 3 else "a;b") for i, text in enumerate(texts)]
+    run_transform(WriteParquetShards(str(tmp_path / "data"), PAIR_SCHEMA, row_group_bytes=20_000), pairs,
+                  outputs=())
+    (path,) = (tmp_path / "data").iterdir()
+    written = pq.ParquetFile(path)
+    assert written.metadata.num_row_groups > 3  # ~20k characters of text a row group
+    assert written.read().to_pylist() == [pair._asdict() for pair in pairs]
