@@ -18,6 +18,7 @@ from cmtp.transforms.progress import Progress, is_local
 from cmtp.transforms.read import ReadSource
 from cmtp.transforms.report import PAIR_LEDGER
 from cmtp.transforms.scoring import SemanticFilter
+from cmtp.transforms.shards import shard_count
 from cmtp.transforms.similar_queries import DeriveSimilarQuestions
 from cmtp.transforms.stage import Stage, clean, stage_order
 from cmtp.transforms.survivor import SurvivorOrder
@@ -41,15 +42,16 @@ def cleaning(loaded: LoadedConfig, order: SurvivorOrder) -> list[Stage]:
     near dedup, the semantic filter, one pair per passage."""
     config = loaded.config
     exact, near, scoring = config.dedup.exact, config.dedup.near, config.scoring
+    shards = shard_count(loaded.max_records())  # the dedup groups: each holds 1/shards of the pairs
     stages = []
     if config.filters.pii.action == "mask":
         stages.append(Stage("MaskPII", MaskPii(config.filters.pii.types)))
     stages.append(Stage("GeneralFilter", GeneralFilter(general_rules(loaded))))
     if exact.pair:
-        stages.append(Stage("ExactDedup pair", ExactDedup(order, "pair", exact.within_source), dedup_steps=1))
+        stages.append(Stage("ExactDedup pair", ExactDedup(order, "pair", exact.within_source, shards), dedup_steps=1))
     one_per_passage = near.enabled and exact.passage and near.scope == "passage"
     if one_per_passage:  # near dedup compares passages: one pair each, the others wait for the scorer
-        stages.append(Stage("FirstPerPassage", FirstPerPassage(order, exact.within_source), aside_until="NearDedup"))
+        stages.append(Stage("FirstPerPassage", FirstPerPassage(order, exact.within_source, shards), aside_until="NearDedup"))
     if near.enabled:
         stages.append(Stage("NearDedup", NearDedup(near, order, loaded.max_records()), dedup_steps=1))
     if scoring.enabled:
@@ -58,7 +60,7 @@ def cleaning(loaded: LoadedConfig, order: SurvivorOrder) -> list[Stage]:
     if exact.passage:  # after scoring: the passage keeps its best passing pair
         # a trail may pass this step twice: a passage's pair -> its first pair (near-deduped) -> a near duplicate
         # whose passage kept another pair
-        stages.append(Stage("BestPerPassage", BestPerPassage(order, exact.within_source),
+        stages.append(Stage("BestPerPassage", BestPerPassage(order, exact.within_source, shards),
                             dedup_steps=1 + int(one_per_passage), reads="NearDedup" if one_per_passage else None))
     return stages
 

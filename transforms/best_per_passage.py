@@ -17,6 +17,7 @@ from apache_beam.metrics import Metrics
 from cmtp.schemas import Pair, Reject
 from cmtp.transforms.exact_dedup import content_key
 from cmtp.transforms.report import STATS
+from cmtp.transforms.shards import GroupInShards
 from cmtp.transforms.stage import ASIDE, PAIRS, REJECTS
 from cmtp.transforms.survivor import SurvivorOrder
 
@@ -40,16 +41,16 @@ class FirstPerPassage(beam.PTransform):
     """A stage: pairs -> the best pair of each passage by SurvivorOrder (`pairs`, for near dedup) and the passage's
     other pairs (`aside`, for the scorer); it rejects nothing."""
 
-    def __init__(self, order: SurvivorOrder, within_source: bool = False):
+    def __init__(self, order: SurvivorOrder, within_source: bool = False, shards: int = 16):
         super().__init__()
-        self._order, self._within = order, within_source
+        self._order, self._within, self._shards = order, within_source, shards
 
     def expand(self, pairs):
         within = self._within
         return (
             pairs
             | "ByPassage" >> beam.Map(lambda pair: (content_key(pair, "passage", within), pair))
-            | "Group" >> beam.GroupByKey()
+            | "Group" >> GroupInShards(self._shards)
             | "First" >> beam.ParDo(_First(self._order)).with_outputs(ASIDE, REJECTS, STATS, main=PAIRS)
         )
 
@@ -104,9 +105,9 @@ class BestPerPassage(beam.PTransform):
     """Scored pairs, or (scored pairs, near-dedup rejects of FirstPerPassage's pairs) -> the best pair of each
     passage (`pairs`) and the others (`rejects`, `duplicate_passage`, naming the pair kept in their place)."""
 
-    def __init__(self, order: SurvivorOrder, within_source: bool = False):
+    def __init__(self, order: SurvivorOrder, within_source: bool = False, shards: int = 16):
         super().__init__()
-        self._order, self._within = order, within_source
+        self._order, self._within, self._shards = order, within_source, shards
 
     def expand(self, inputs):
         pairs, set_aside = inputs if isinstance(inputs, tuple) else (inputs, None)
@@ -119,6 +120,6 @@ class BestPerPassage(beam.PTransform):
                 lambda r: (content_key(r, "passage", within), (r.id, r.file, r.position)))
         return (
             keyed
-            | "Group" >> beam.CoGroupByKey()
+            | "Group" >> GroupInShards(self._shards)
             | "Choose" >> beam.ParDo(_Choose(self._order)).with_outputs(REJECTS, STATS, main=PAIRS)
         )

@@ -10,6 +10,7 @@ from apache_beam.metrics import Metrics
 from cmtp.schemas import Pair, Reject
 from cmtp.transforms.normalize import dedup_form
 from cmtp.transforms.report import STATS
+from cmtp.transforms.shards import GroupInShards
 from cmtp.transforms.stage import PAIRS, REJECTS
 from cmtp.transforms.survivor import SurvivorOrder
 
@@ -55,11 +56,12 @@ class _KeepOne(beam.DoFn):
 
 class ExactDedup(beam.PTransform):
     """Pairs -> one survivor per identical (query, passage), or per identical passage with scope "passage" (main),
-    and the other copies (`rejects`, reason `exact_duplicate` or `duplicate_passage`)."""
+    and the other copies (`rejects`, reason `exact_duplicate` or `duplicate_passage`). `shards`: how many groups the
+    pairs move in (transforms/shards.py `GroupInShards`)."""
 
-    def __init__(self, order: SurvivorOrder, scope: str = "pair", within_source: bool = False):
+    def __init__(self, order: SurvivorOrder, scope: str = "pair", within_source: bool = False, shards: int = 16):
         super().__init__()
-        self._order, self._scope, self._within = order, scope, within_source
+        self._order, self._scope, self._within, self._shards = order, scope, within_source, shards
 
     def expand(self, pairs):
         scope, within = self._scope, self._within
@@ -67,6 +69,6 @@ class ExactDedup(beam.PTransform):
         return (
             pairs
             | "ByContent" >> beam.Map(lambda pair: (content_key(pair, scope, within), pair))
-            | "Group" >> beam.GroupByKey()
+            | "Group" >> GroupInShards(self._shards)
             | "KeepOne" >> beam.ParDo(_KeepOne(self._order, reason)).with_outputs(REJECTS, STATS, main=PAIRS)
         )

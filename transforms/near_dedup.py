@@ -44,7 +44,7 @@ from datasketch.minhash import _fmix
 
 from cmtp.schemas import Pair, Reject
 from cmtp.transforms.components import ConnectedComponents, rounds_bound
-from cmtp.transforms.shards import ShardLists, at_bundle_end, shard_count, text_shard
+from cmtp.transforms.shards import GroupInShards, ShardLists, at_bundle_end, shard_count, text_shard
 from cmtp.transforms.stage import PAIRS, REJECTS, Staged
 from cmtp.transforms.survivor import PAIR_ID, SurvivorOrder
 
@@ -308,13 +308,13 @@ class _Buckets(beam.DoFn):
         new = np.ones(len(order) + 1, dtype=bool)
         new[1:-1] = ordered[1:] != ordered[:-1]
         bounds = np.flatnonzero(new)
-        for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-            if end - start > 1:
-                members = [ranks[i] for i in order[start:end].tolist()]
-                for worse_id, candidate in _candidates((None, members), self._window):
-                    better_id = candidate[1][PAIR_ID]
-                    yield from self._lists.add(None, text_shard(worse_id, self._shards), (worse_id, candidate))
-                    yield from self._lists.add(None, text_shard(better_id, self._shards), (better_id, candidate))
+        shared = np.flatnonzero(np.diff(bounds) > 1)  # buckets of two or more members: most keys are alone
+        for start, end in zip(bounds[shared].tolist(), bounds[shared + 1].tolist()):
+            members = [ranks[i] for i in order[start:end].tolist()]
+            for worse_id, candidate in _candidates((None, members), self._window):
+                better_id = candidate[1][PAIR_ID]
+                yield from self._lists.add(None, text_shard(worse_id, self._shards), (worse_id, candidate))
+                yield from self._lists.add(None, text_shard(better_id, self._shards), (better_id, candidate))
 
     def finish_bundle(self):
         yield from self._lists.drain()
@@ -441,7 +441,7 @@ class NearDedup(beam.PTransform):
         by_id = pairs | "PairById" >> beam.Map(lambda pair: (pair.id, pair))
         decided = (
             {"pair": by_id, "label": labels}
-            | "Join" >> beam.CoGroupByKey()
+            | "Join" >> GroupInShards(self._shards)
             | "Decide" >> beam.ParDo(_Decide()).with_outputs(REJECTS, main=PAIRS)
         )
         return Staged(decided.pairs, decided.rejects, stats)

@@ -9,8 +9,10 @@ import apache_beam as beam
 
 from cmtp.schemas import Reject
 from cmtp.transforms.report import STATS, CountingDoFn
+from cmtp.transforms.shards import GroupInShards
 
 SETTLED = "settled"
+SHARDS = 16  # the rejects are a fraction of the pairs; each hop moves them in this many groups
 DROPPED = "dedup_survivor_dropped"
 
 
@@ -74,7 +76,7 @@ class SettleSurvivors(beam.PTransform):
         for hop in range(self._hops):
             followed = (
                 {"trail": trails, "fate": fates}
-                | f"Join{hop}" >> beam.CoGroupByKey()
+                | f"Join{hop}" >> GroupInShards(SHARDS)
                 | f"Follow{hop}" >> beam.ParDo(_Follow()).with_outputs(SETTLED, STATS, main="trails")
             )
             trails = followed.trails  # empty after the last hop; a reject left in it would unbalance the report
