@@ -107,3 +107,26 @@ def test_parquet_row_groups_hold_the_rows_in_order(tmp_path, shared_data):
     written = pq.ParquetFile(path)
     assert written.metadata.num_row_groups > 3  # ~20k characters of text a row group
     assert written.read().to_pylist() == [pair._asdict() for pair in pairs]
+
+
+def test_ranks_travel_as_numbers_for_pair_ids_and_as_tuples_otherwise_with_the_same_clusters(shared_data):
+    from cmtp.pipelines.config import NearDedupConfig
+    from cmtp.transforms.near_dedup import NearDedup, _rank_columns
+    from cmtp.transforms.survivor import SurvivorOrder
+
+    texts = real_texts(shared_data, 60)
+    texts += [text[:-4] + "，如上。" for text in texts if len(text) > 80]  # near copies of the longer ones
+    pairs = [Pair(pair_id("csl", "k", f"q{i}", text), f"q{i}", text, "csl", "k", "f.tsv", f"line {i}")
+             for i, text in enumerate(texts)]
+    order = SurvivorOrder({"csl": 2})
+    assert _rank_columns([order.rank(pair) for pair in pairs]) is not None
+    renamed = [pair._replace(id="id-" + pair.id) for pair in pairs]  # not pair ids: the tuples travel
+    assert _rank_columns([order.rank(pair) for pair in renamed]) is None
+
+    def clusters(rows):
+        out = run_transform(NearDedup(NearDedupConfig(ngram=5, threshold=0.7), order, max_nodes=10_000), rows)
+        return sorted((reject.id.removeprefix("id-"), reject.survivor.removeprefix("id-")) for reject in out["rejects"])
+
+    numeric = clusters(pairs)
+    assert len(numeric) > 20  # the near copies were found
+    assert numeric == clusters(renamed)

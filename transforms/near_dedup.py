@@ -31,6 +31,7 @@ a round until their component is a finished star.
 """
 from __future__ import annotations
 
+import bisect
 import re
 import zlib
 from typing import TYPE_CHECKING, Iterable, Optional, Sequence
@@ -195,8 +196,8 @@ class _Sketch(beam.DoFn):
     """Pairs -> their LSH band entries by band shard (main: (shard, (entries, ranks))) and their signatures by id
     shard ("signatures": (shard, (ids, signatures))), a batch of pairs at a time.
 
-    An entry is the band's key (`band_hashes`); its rank is the pair's. Keys and signatures travel as bytes, a
-    shard's of one batch in one element.
+    An entry is the band's key (`band_hashes`); its rank is the pair's (`_rank_columns`). Keys, ranks and signatures
+    travel as bytes, a shard's of one batch in one element.
     """
 
     def __init__(self, hasher: MinHasher, order: SurvivorOrder, scope: str, within_source: bool, shards: int):
@@ -225,8 +226,11 @@ class _Sketch(beam.DoFn):
         sources = [_source_code(pair.source) if self._within else 0 for pair in pairs]
         keys = band_hashes(signatures, hasher.bands, hasher.rows, np.array(sources, dtype=np.uint64)).ravel()
         owner = np.repeat(np.arange(len(pairs)), hasher.bands)
+        columns = _rank_columns(ranks)
         for shard, picked in _by_shard((keys % np.uint64(shards)).astype(np.int64)):
-            yield shard, (keys[picked].tobytes(), [ranks[i] for i in owner[picked]])
+            owners = owner[picked]
+            yield shard, (keys[picked].tobytes(), [ranks[i] for i in owners] if columns is None
+                          else (columns[0][owners].tobytes(), columns[1][owners].tobytes()))
         id_shards = np.array([text_shard(pair.id, shards) for pair in pairs])
         for shard, picked in _by_shard(id_shards):
             yield beam.pvalue.TaggedOutput(SIGNATURES, (shard, ([pairs[i].id for i in picked],
@@ -234,6 +238,44 @@ class _Sketch(beam.DoFn):
 
 
 SIGNATURES = "signatures"
+_HEX = re.compile("[0-9a-f]*")
+
+
+def _rank_columns(ranks: list[tuple]) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """A batch's ranks as numbers, to travel with the band entries as bytes: the first three fields as int64
+    columns and the ids as uint64, when every id is a pair id (16 lowercase hex digits: what `pair_id` gives);
+    None otherwise, and the entries carry the rank tuples. A tuple costs a coder call each way, 20 a pair."""
+    ids = [rank[PAIR_ID] for rank in ranks]
+    if not all(len(pair_id) == 16 for pair_id in ids) or not _HEX.fullmatch("".join(ids)):
+        return None
+    if not all(type(value) is int for rank in ranks for value in rank[:PAIR_ID]):  # a priority given as a float
+        return None
+    return (np.array([rank[:PAIR_ID] for rank in ranks], dtype=np.int64),
+            np.array([int(pair_id, 16) for pair_id in ids], dtype=np.uint64))
+
+
+class _EntryRanks:
+    """The ranks of a band shard's entries, in entry order, from the batches' numeric columns or tuples; a rank is
+    rebuilt as its tuple only when asked for (a member of a bucket of two or more)."""
+
+    def __init__(self):
+        self._starts, self._parts, self._size = [], [], 0
+
+    def add(self, count: int, ranks) -> None:
+        if isinstance(ranks, tuple):
+            ranks = (np.frombuffer(ranks[0], dtype=np.int64).reshape(count, PAIR_ID),
+                     np.frombuffer(ranks[1], dtype=np.uint64))
+        self._starts.append(self._size)
+        self._parts.append(ranks)
+        self._size += count
+
+    def __getitem__(self, i: int) -> tuple:
+        part = bisect.bisect_right(self._starts, i) - 1
+        ranks, k = self._parts[part], i - self._starts[part]
+        if isinstance(ranks, list):
+            return ranks[k]
+        numbers, ids = ranks
+        return (*numbers[k].tolist(), format(int(ids[k]), "016x"))
 
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -298,10 +340,10 @@ class _Buckets(beam.DoFn):
 
     def process(self, element):
         _, batches = element
-        blobs, ranks = [], []
+        blobs, ranks = [], _EntryRanks()
         for keys, entry_ranks in batches:
             blobs.append(keys)
-            ranks += entry_ranks
+            ranks.add(len(keys) // 8, entry_ranks)
         keys = np.frombuffer(b"".join(blobs), dtype=np.uint64)
         order = np.argsort(keys, kind="stable")
         ordered = keys[order]
