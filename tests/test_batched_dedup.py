@@ -77,8 +77,8 @@ def test_band_keys_are_equal_exactly_where_bands_are(shared_data):
 
 def test_shard_lists_give_every_value_once_and_bound_a_list():
     lists = ShardLists(limit=3)
-    early = [out for i in range(10) for out in lists.add(None, i % 2, i)]
-    assert [value for value in early] == [(0, [0, 2, 4]), (1, [1, 3, 5])]
+    early = [out for i in range(10) for out in lists.add(i % 2, i)]
+    assert early == [(0, [0, 2, 4]), (1, [1, 3, 5])]
     late = [out.value for out in lists.drain()]
     assert sorted(late) == [(0, [6, 8]), (1, [7, 9])]
     assert shard_count(2) == 1 and shard_count(1 << 30) == 1024 and shard_count(1 << 60) == 4096

@@ -52,8 +52,8 @@ class _Spread(beam.DoFn):
 
     def process(self, edge):
         small, large = edge
-        yield from self._lists.add(None, node_shard(small, self._shards), (small, large, False))
-        yield from self._lists.add(None, node_shard(large, self._shards), (large, small, False))
+        yield from self._lists.add(node_shard(small, self._shards), (small, large, False))
+        yield from self._lists.add(node_shard(large, self._shards), (large, small, False))
 
     def finish_bundle(self):
         yield from self._lists.drain()
@@ -88,9 +88,9 @@ class _LargeStar(beam.DoFn):
                 continue
             larger = [v for v in neighbours if v > node]
             for v in larger:
-                yield from self._lists.add(None, node_shard(v, self._shards), (v, smallest, False))
+                yield from self._lists.add(node_shard(v, self._shards), (v, smallest, False))
             if not larger and len(neighbours) == 1:
-                yield from self._lists.add(None, node_shard(node, self._shards), (node, smallest, True))
+                yield from self._lists.add(node_shard(node, self._shards), (node, smallest, True))
             changed += smallest < node and bool(larger)
         yield beam.pvalue.TaggedOutput(CHANGES, (self._round, changed))  # (0, 0) too: the graph has a node
 
@@ -120,9 +120,9 @@ class _SmallStar(beam.DoFn):
             smallest = min(smaller)
             for v in smaller | {node}:
                 if v != smallest:
-                    yield from self._lists.add(None, node_shard(smallest, self._shards),
+                    yield from self._lists.add(node_shard(smallest, self._shards),
                                                (smallest, v, v == node and node in leaves))
-                    yield from self._lists.add(None, node_shard(v, self._shards), (v, smallest, False))
+                    yield from self._lists.add(node_shard(v, self._shards), (v, smallest, False))
             changed += len(smaller) > 1
         if changed:
             yield beam.pvalue.TaggedOutput(CHANGES, (self._round, changed))

@@ -330,13 +330,15 @@ def _candidates(bucket: tuple[bytes, Iterable[tuple]], window: int = WINDOW):
 
 class _Buckets(beam.DoFn):
     """A band shard's entries -> the candidate pairs of each bucket of 2+ members (`_candidates`), as two requests
-    for signatures, each sent to the shard of the member's id: (shard, [(member id, (worse rank, better rank))])."""
+    for signatures, each sent to the shard of the member's id: (shard, [(member id, (worse rank, better rank))]).
+    A candidate is asked for once a bundle, however many bands its pair shares (the join drops what repeats
+    across bundles)."""
 
     def __init__(self, window: int, shards: int):
         self._window, self._shards = window, shards
 
     def start_bundle(self):
-        self._lists = ShardLists()
+        self._lists, self._seen = ShardLists(), set()
 
     def process(self, element):
         _, batches = element
@@ -354,9 +356,12 @@ class _Buckets(beam.DoFn):
         for start, end in zip(bounds[shared].tolist(), bounds[shared + 1].tolist()):
             members = [ranks[i] for i in order[start:end].tolist()]
             for worse_id, candidate in _candidates((None, members), self._window):
+                if candidate in self._seen:  # two pairs that share several bands: one candidate
+                    continue
+                self._seen.add(candidate)
                 better_id = candidate[1][PAIR_ID]
-                yield from self._lists.add(None, text_shard(worse_id, self._shards), (worse_id, candidate))
-                yield from self._lists.add(None, text_shard(better_id, self._shards), (better_id, candidate))
+                yield from self._lists.add(text_shard(worse_id, self._shards), (worse_id, candidate))
+                yield from self._lists.add(text_shard(better_id, self._shards), (better_id, candidate))
 
     def finish_bundle(self):
         yield from self._lists.drain()
@@ -390,7 +395,7 @@ class _SendSignatures(beam.DoFn):
         signatures = _signature_index(grouped["signature"])
         for member_id, candidate in requests:
             worse_id = candidate[0][PAIR_ID]
-            yield from self._lists.add(None, text_shard(worse_id, self._shards),
+            yield from self._lists.add(text_shard(worse_id, self._shards),
                                        (candidate, member_id == worse_id, signatures[member_id].tobytes()))
 
     def finish_bundle(self):

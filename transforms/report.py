@@ -276,7 +276,7 @@ class _IdsByShard(beam.DoFn):
         self._lists = ShardLists()
 
     def process(self, row):
-        yield from self._lists.add(None, text_shard(row.id, ID_SHARDS), row.id)
+        yield from self._lists.add(text_shard(row.id, ID_SHARDS), row.id)
 
     def finish_bundle(self):
         yield from self._lists.drain()

@@ -38,24 +38,28 @@ def node_shard(node: Hashable, shards: int) -> int:
 
 
 class ShardLists:
-    """Values gathered per (tag, shard) within one bundle; a list that reaches `limit` values is given out at once,
-    the rest when the bundle finishes (as windowed values, which is what finish_bundle must emit)."""
+    """Values gathered per shard within one bundle; a list that reaches `limit` values is given out at once, the rest
+    when the bundle finishes (as windowed values, which is what finish_bundle must emit). `add` returns what to give
+    out, for `yield from`: nothing, or the full list."""
 
     def __init__(self, limit: int = 4096):
         self._limit = limit
-        self._lists: dict[tuple, list] = {}
+        self._lists: dict[int, list] = {}
 
-    def add(self, tag: str, shard: int, value) -> Iterator:
-        values = self._lists.setdefault((tag, shard), [])
+    def add(self, shard: int, value) -> tuple:
+        values = self._lists.get(shard)
+        if values is None:
+            values = self._lists[shard] = []
         values.append(value)
-        if len(values) >= self._limit:
-            del self._lists[(tag, shard)]
-            yield _tagged(tag, (shard, values))
+        if len(values) < self._limit:
+            return ()
+        del self._lists[shard]
+        return ((shard, values),)
 
     def drain(self) -> Iterator:
         lists, self._lists = self._lists, {}
-        for (tag, shard), values in lists.items():
-            yield at_bundle_end((shard, values), tag)
+        for shard, values in lists.items():
+            yield at_bundle_end((shard, values))
 
 
 def _tagged(tag: str, value):
