@@ -130,3 +130,24 @@ def test_ranks_travel_as_numbers_for_pair_ids_and_as_tuples_otherwise_with_the_s
     numeric = clusters(pairs)
     assert len(numeric) > 20  # the near copies were found
     assert numeric == clusters(renamed)
+
+
+def test_group_in_shards_groups_as_beams_own_group_by_key_does(shared_data):
+    import apache_beam as beam
+
+    from cmtp.transforms.shards import GroupInShards
+
+    texts = real_texts(shared_data, 300)
+    keyed = [(text[:1], i) for i, text in enumerate(texts)] + [(b"\x00bytes", -1), ((1, "t"), -2)]  # str, bytes, tuple
+
+    class Both(beam.PTransform):
+        def expand(self, pairs):
+            odd = pairs | "Odd" >> beam.Filter(lambda kv: kv[1] % 2)
+            return {"theirs": pairs | beam.GroupByKey() | "Sorted" >> beam.MapTuple(lambda k, v: (k, sorted(v))),
+                    "ours": pairs | GroupInShards(7) | "SortedOurs" >> beam.MapTuple(lambda k, v: (k, sorted(v))),
+                    "co": {"all": pairs, "odd": odd} | "Co" >> GroupInShards(3)
+                    | beam.MapTuple(lambda k, g: (k, sorted(g["all"]), sorted(g["odd"])))}
+
+    out = run_transform(Both(), keyed, outputs=("theirs", "ours", "co"))
+    assert sorted(out["ours"], key=repr) == sorted(out["theirs"], key=repr) and len(out["ours"]) > 50
+    assert sorted(out["co"], key=repr) == sorted(((k, v, [i for i in v if i % 2]) for k, v in out["theirs"]), key=repr)

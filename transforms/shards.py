@@ -1,10 +1,11 @@
 """Shuffles of many small values in few elements: values go to a shard by a stable hash of their key, gathered per
 shard within a bundle, and each shard's values travel as one list.
 
-A shuffle element costs the local runner about 10 us whatever it holds (encode, buffer, group, decode, the DoFn
-call), so 20 LSH band keys a pair, one element each, cost more than the MinHash that made them. Gathered per shard
-they cost a few elements per bundle. The shard count bounds what one group holds: the values of 1/shards of the
-keys, so `shard_count` sizes it from an upper bound on the keys, and no group ever holds the dataset.
+Every shuffle element pays the runner's encode, buffer, group and decode however little it holds: near dedup's 20
+LSH band keys a pair, one element each, cost more than the MinHash that made them, and the stage took less than half
+the CPU once they moved per shard (docs/benchmarks.md, "Half the CPU per pair"). The shard count bounds what one group
+holds: the values of 1/shards of the keys, so `shard_count` sizes it from an upper bound on the keys, and no group
+ever holds the dataset.
 """
 from __future__ import annotations
 
@@ -77,8 +78,8 @@ class GroupInShards(beam.PTransform):
     (key, value) rows -> (key, [values]) (one collection) or (key, {tag: [values]}) (a dict of them, every tag present,
     empty where that collection has no value for the key), as GroupByKey and CoGroupByKey give them. Each bundle
     gathers its rows per shard of the key and sends each shard's as one pickled list; a shard's group is regrouped by
-    key in memory. A shuffle element costs ~20 us whatever it holds, so whole pairs grouped one element each cost
-    more than the dedup decision made on them. A group holds 1/shards of the keys: `shards` from `shard_count`.
+    key in memory, so the runner moves a few elements a bundle, not one a row. A group holds 1/shards of the keys:
+    `shards` from `shard_count`.
     """
 
     def __init__(self, shards: int):
