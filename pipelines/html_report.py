@@ -7,7 +7,8 @@ time (pyarrow's utf8_length), so the page is made in bounded memory whatever the
 
 Chinese renders without a CJK font on the machine: the `[report]` extra ships Noto Sans SC (OFL-1.1, from
 pylopdf-fonts-zh-cn), which the plots fall back to for glyphs their Latin font lacks, and which the page embeds
-as a web font cut down to the characters it shows (fontTools, which matplotlib already needs).
+as a web font cut down to the characters it shows (fontTools, which matplotlib already needs). Characters it lacks
+(a real CMRC sample quotes Hebrew) come from matplotlib's own DejaVu Sans, embedded the same way.
 """
 from __future__ import annotations
 
@@ -38,26 +39,33 @@ CJK_FONT = str(sans_path())  # Noto Sans SC Regular: every GB 18030 hanzi and CJ
 font_manager.fontManager.addfont(CJK_FONT)  # explicitly, whatever fonts the system has
 CJK_FAMILY = font_manager.FontProperties(fname=CJK_FONT).get_name()
 WEB_FONT = "cmtp-cjk"  # the page's name for the embedded cut of CJK_FONT
+FALLBACK_FONT = os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf")  # ships with matplotlib
+WEB_FALLBACK_FONT = "cmtp-other"  # the page's name for the embedded cut of FALLBACK_FONT
 # the plots' fonts: the configured ones first (Latin looks as before), CJK_FONT for the glyphs they lack
 with_cjk_fallback = plt.rc_context({"font.family": [*plt.rcParams["font.family"], CJK_FAMILY]})
 
 
 def _font_face(text: str) -> str:
-    """An @font-face rule embedding CJK_FONT cut to the non-ASCII characters of `text` (WOFF, no hinting), ''
-    for none. The page's own font comes first, so Latin text looks as before."""
+    """@font-face rules embedding CJK_FONT, and for the characters it lacks (Hebrew, Arabic, ... in a real
+    sample) matplotlib's DejaVu Sans, each cut to the non-ASCII characters of `text` it has (WOFF, no hinting);
+    '' for none. The page's own font comes first, so Latin text looks as before."""
     wanted = {ord(c) for c in text if ord(c) > 127}
-    if not wanted:
-        return ""
-    options = subset.Options(flavor="woff", layout_features=[], hinting=False)
-    subsetter = subset.Subsetter(options)
-    subsetter.populate(unicodes=wanted)
-    font = TTFont(CJK_FONT, recalcBBoxes=False)  # the font's bounding box is kept: a third of the time
-    subsetter.subset(font)
-    buffer = io.BytesIO()
-    font.flavor = "woff"
-    font.save(buffer)
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f"@font-face{{font-family:{WEB_FONT};src:url(data:font/woff;base64,{data}) format('woff')}}"
+    rules = []
+    for name, path in ((WEB_FONT, CJK_FONT), (WEB_FALLBACK_FONT, FALLBACK_FONT)):
+        font = TTFont(path, recalcBBoxes=False)  # the font's bounding box is kept: a third of the time
+        has = wanted & set(font.getBestCmap())
+        if not has:
+            continue
+        wanted -= has
+        subsetter = subset.Subsetter(subset.Options(flavor="woff", layout_features=[], hinting=False))
+        subsetter.populate(unicodes=has)
+        subsetter.subset(font)
+        buffer = io.BytesIO()
+        font.flavor = "woff"
+        font.save(buffer)
+        data = base64.b64encode(buffer.getvalue()).decode("ascii")
+        rules.append(f"@font-face{{font-family:{name};src:url(data:font/woff;base64,{data}) format('woff')}}")
+    return "".join(rules)
 
 
 def _png(figure) -> str:
@@ -154,7 +162,7 @@ def _sample_rows(rows: list[dict], rejected: bool) -> list[list[object]]:
     return out
 
 
-STYLE = f"""body{{font-family:sans-serif,{WEB_FONT};margin:24px;color:#222}}
+STYLE = f"""body{{font-family:sans-serif,{WEB_FONT},{WEB_FALLBACK_FONT};margin:24px;color:#222}}
 table{{border-collapse:collapse;margin:8px 0 20px}}
 td,th{{border:1px solid #ccc;padding:3px 6px;font-size:12px;vertical-align:top;max-width:520px}}
 th{{background:#f0f0f0}}h2{{margin-top:32px}}.plots img{{margin:4px}}"""

@@ -298,8 +298,20 @@ def _embedded_font_characters(text: str) -> set[str]:
     from fontTools.ttLib import TTFont
 
     fonts = re.findall(r"@font-face\{[^}]*src:url\(data:font/woff;base64,([A-Za-z0-9+/=]+)\)", text)
-    assert len(fonts) == 1, "the page embeds one web font"
-    return {chr(code) for code in TTFont(io.BytesIO(base64.b64decode(fonts[0]))).getBestCmap()}
+    assert fonts, "the page embeds its web fonts"
+    return {chr(code) for font in fonts for code in TTFont(io.BytesIO(base64.b64decode(font))).getBestCmap()}
+
+
+def test_the_page_embeds_a_glyph_for_every_character_of_a_real_sample_hebrew_included(shared_data):
+    """Before: a CMRC context quoting Hebrew, sampled into the page, had no glyph in the embedded CJK font."""
+    from cmtp.pipelines.html_report import _font_face
+
+    squad = json.loads((shared_data / "cmrc2018" / "squad-style" / "cmrc2018_trial.json").read_text("utf-8"))
+    context = next(p["context"] for a in squad["data"] for p in a["paragraphs"]
+                   if any("\u0590" <= c <= "\u05ff" for c in p["context"]))
+    wanted = {c for c in context if ord(c) > 127}
+    assert any("\u0590" <= c <= "\u05ff" for c in wanted) and any("\u4e00" <= c <= "\u9fff" for c in wanted)
+    assert wanted <= _embedded_font_characters(_font_face(context))
 
 
 @pytest.mark.filterwarnings("error:Glyph .* missing from font:UserWarning")  # matplotlib's tofu, in a chart
