@@ -278,14 +278,22 @@ def test_ctrl_c_stops_a_run_in_one_line_and_leaves_nothing(tmp_path):
     """Before: an 83-line KeyboardInterrupt traceback (the cleanup itself was right)."""
     out = tmp_path / "run"
     staging = tmp_path / ".run.cmtp-staging"
-    run = subprocess.Popen([sys.executable, "-m", "cmtp.pipelines.cli", "run", CONFIG, "--out", str(out)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (staging / "config.yaml").exists():
-        assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be interrupted"
-        time.sleep(0.01)
+    # as a terminal starts it: Ctrl-C handled and not blocked, whatever this test process inherited (the full suite,
+    # run in a fresh venv, twice handed the run a SIGINT it never acted on)
+    as_from_a_terminal = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                          "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); sys.argv = sys.argv[1:]; "
+                          "runpy.run_module('cmtp.pipelines.cli', run_name='__main__')")
+    run = subprocess.Popen([sys.executable, "-c", as_from_a_terminal, "cmtp", "run", CONFIG, "--out", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "CMTP_PROGRESS_SECONDS": "0"})
+    seen = []
+    for line in run.stderr:  # the first progress line: records are flowing through the pipeline
+        seen.append(line.rstrip("\n"))
+        if line.startswith("[cmtp"):
+            break
+    assert run.poll() is None and staging.exists(), f"the run ended before it could be interrupted: {seen[-5:]}"
     run.send_signal(signal.SIGINT)
-    err = [line for line in run.communicate(timeout=120)[1].splitlines()
+    err = [line for line in seen + run.communicate(timeout=120)[1].splitlines()
            if line.startswith("cmtp:") or "Traceback" in line]
     assert run.returncode == 130 and err == ["cmtp: interrupted"]
     assert not out.exists() and not staging.exists()
