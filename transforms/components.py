@@ -31,7 +31,7 @@ import math
 
 import apache_beam as beam
 
-from cmtp.transforms.shards import ShardLists, node_shard
+from cmtp.transforms.shards import ShardingDoFn, node_shard
 
 CHANGES, LABELS = "changes", "labels"
 
@@ -41,25 +41,19 @@ def rounds_bound(max_nodes: int) -> int:
     return math.ceil(math.log2(max(max_nodes, 2))) + 2
 
 
-class _Spread(beam.DoFn):
+class _Spread(ShardingDoFn):
     """Edges (a, b) -> (shard, [(node, neighbour, False), ...]): each edge at both ends, gathered per shard."""
 
     def __init__(self, shards: int):
         self._shards = shards
 
-    def start_bundle(self):
-        self._lists = ShardLists()
-
     def process(self, edge):
         small, large = edge
-        yield from self._lists.add(node_shard(small, self._shards), (small, large, False))
-        yield from self._lists.add(node_shard(large, self._shards), (large, small, False))
-
-    def finish_bundle(self):
-        yield from self._lists.drain()
+        yield from self.lists.add(node_shard(small, self._shards), (small, large, False))
+        yield from self.lists.add(node_shard(large, self._shards), (large, small, False))
 
 
-class _LargeStar(beam.DoFn):
+class _LargeStar(ShardingDoFn):
     """At each node u of the shard: every neighbour larger than u is re-linked to m(u), the smallest of u and its
     neighbours; the new edges go to their larger end's shard, for small-star.
 
@@ -71,9 +65,6 @@ class _LargeStar(beam.DoFn):
 
     def __init__(self, round_: int, shards: int):
         self._round, self._shards = round_, shards
-
-    def start_bundle(self):
-        self._lists = ShardLists()
 
     def process(self, element):
         changed, neighbours_of = 0, {}
@@ -88,26 +79,20 @@ class _LargeStar(beam.DoFn):
                 continue
             larger = [v for v in neighbours if v > node]
             for v in larger:
-                yield from self._lists.add(node_shard(v, self._shards), (v, smallest, False))
+                yield from self.lists.add(node_shard(v, self._shards), (v, smallest, False))
             if not larger and len(neighbours) == 1:
-                yield from self._lists.add(node_shard(node, self._shards), (node, smallest, True))
+                yield from self.lists.add(node_shard(node, self._shards), (node, smallest, True))
             changed += smallest < node and bool(larger)
         yield beam.pvalue.TaggedOutput(CHANGES, (self._round, changed))  # (0, 0) too: the graph has a node
 
-    def finish_bundle(self):
-        yield from self._lists.drain()
 
-
-class _SmallStar(beam.DoFn):
+class _SmallStar(ShardingDoFn):
     """At each node u of the shard (keyed by the larger end of its edges): u and every neighbour smaller than u are
     re-linked to the smallest of them; each new edge goes to both its ends' shards, for the next large-star. A leaf
     (it said so in large-star) still has one neighbour, its centre's smallest; it tells that centre it is a leaf."""
 
     def __init__(self, round_: int, shards: int):
         self._round, self._shards = round_, shards
-
-    def start_bundle(self):
-        self._lists = ShardLists()
 
     def process(self, element):
         changed, smaller_of, leaves = 0, {}, set()
@@ -120,15 +105,12 @@ class _SmallStar(beam.DoFn):
             smallest = min(smaller)
             for v in smaller | {node}:
                 if v != smallest:
-                    yield from self._lists.add(node_shard(smallest, self._shards),
+                    yield from self.lists.add(node_shard(smallest, self._shards),
                                                (smallest, v, v == node and node in leaves))
-                    yield from self._lists.add(node_shard(v, self._shards), (v, smallest, False))
+                    yield from self.lists.add(node_shard(v, self._shards), (v, smallest, False))
             changed += len(smaller) > 1
         if changed:
             yield beam.pvalue.TaggedOutput(CHANGES, (self._round, changed))
-
-    def finish_bundle(self):
-        yield from self._lists.drain()
 
 
 def _leaves(element):

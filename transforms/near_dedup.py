@@ -45,7 +45,7 @@ from datasketch.minhash import _fmix
 
 from cmtp.schemas import Pair, Reject
 from cmtp.transforms.components import ConnectedComponents, rounds_bound
-from cmtp.transforms.shards import GroupInShards, ShardLists, at_bundle_end, shard_count, text_shard
+from cmtp.transforms.shards import GroupInShards, ShardingDoFn, at_bundle_end, shard_count, text_shard
 from cmtp.transforms.stage import PAIRS, REJECTS, Staged
 from cmtp.transforms.survivor import PAIR_ID, SurvivorOrder
 
@@ -328,7 +328,7 @@ def _candidates(bucket: tuple[bytes, Iterable[tuple]], window: int = WINDOW):
             yield worse[PAIR_ID], (worse, better)
 
 
-class _Buckets(beam.DoFn):
+class _Buckets(ShardingDoFn):
     """A band shard's entries -> the candidate pairs of each bucket of 2+ members (`_candidates`), as two requests
     for signatures, each sent to the shard of the member's id: (shard, [(member id, (worse rank, better rank))]).
     A candidate is asked for once a bundle, however many bands its pair shares (the join drops what repeats
@@ -338,7 +338,8 @@ class _Buckets(beam.DoFn):
         self._window, self._shards = window, shards
 
     def start_bundle(self):
-        self._lists, self._seen = ShardLists(), set()
+        super().start_bundle()
+        self._seen = set()
 
     def process(self, element):
         _, batches = element
@@ -360,11 +361,8 @@ class _Buckets(beam.DoFn):
                     continue
                 self._seen.add(candidate)
                 better_id = candidate[1][PAIR_ID]
-                yield from self._lists.add(text_shard(worse_id, self._shards), (worse_id, candidate))
-                yield from self._lists.add(text_shard(better_id, self._shards), (better_id, candidate))
-
-    def finish_bundle(self):
-        yield from self._lists.drain()
+                yield from self.lists.add(text_shard(worse_id, self._shards), (worse_id, candidate))
+                yield from self.lists.add(text_shard(better_id, self._shards), (better_id, candidate))
 
 
 def _signature_index(blocks) -> dict[str, np.ndarray]:
@@ -376,16 +374,13 @@ def _signature_index(blocks) -> dict[str, np.ndarray]:
     return index
 
 
-class _SendSignatures(beam.DoFn):
+class _SendSignatures(ShardingDoFn):
     """The join (by id shard) of signature requests and signatures: each distinct candidate gets its two members'
     signatures, sent to the shard of its worse member's id: (shard, [(candidate, is the worse member, signature)]).
     The signatures are read by this one join: a second consumer would make the local runner hold a second copy."""
 
     def __init__(self, shards: int):
         self._shards = shards
-
-    def start_bundle(self):
-        self._lists = ShardLists()
 
     def process(self, element):
         _, grouped = element
@@ -395,11 +390,8 @@ class _SendSignatures(beam.DoFn):
         signatures = _signature_index(grouped["signature"])
         for member_id, candidate in requests:
             worse_id = candidate[0][PAIR_ID]
-            yield from self._lists.add(text_shard(worse_id, self._shards),
+            yield from self.lists.add(text_shard(worse_id, self._shards),
                                        (candidate, member_id == worse_id, signatures[member_id].tobytes()))
-
-    def finish_bundle(self):
-        yield from self._lists.drain()
 
 
 class _Verify(beam.DoFn):

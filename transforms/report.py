@@ -17,7 +17,7 @@ from typing import Any, Iterable, Optional
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from cmtp.transforms.shards import ShardLists, at_bundle_end, text_shard
+from cmtp.transforms.shards import ShardingDoFn, at_bundle_end, text_shard
 
 STATS = "stats"
 STAGE = "stage"  # a cleaning stage's ledger event: ((STAGE, "", label, "in" | "kept" | "rejected" | "aside"), n)
@@ -269,17 +269,11 @@ def _counted(rows: beam.PCollection, label: str, keys) -> beam.PCollection:
 ID_SHARDS = 64
 
 
-class _IdsByShard(beam.DoFn):
+class _IdsByShard(ShardingDoFn):
     """Rows -> (shard, [ids]) per bundle: the ids travel a shard's list at a time."""
 
-    def start_bundle(self):
-        self._lists = ShardLists()
-
     def process(self, row):
-        yield from self._lists.add(text_shard(row.id, ID_SHARDS), row.id)
-
-    def finish_bundle(self):
-        yield from self._lists.drain()
+        yield from self.lists.add(text_shard(row.id, ID_SHARDS), row.id)
 
 
 def _repeats(element) -> int:

@@ -63,6 +63,17 @@ class ShardLists:
             yield at_bundle_end((shard, values))
 
 
+class ShardingDoFn(beam.DoFn):
+    """A DoFn that sends its outputs to shards: `yield from self.lists.add(shard, value)` in `process`; the lists
+    not yet full are given out when the bundle finishes. A subclass with a start_bundle of its own calls this one."""
+
+    def start_bundle(self):
+        self.lists = ShardLists()
+
+    def finish_bundle(self):
+        return self.lists.drain()
+
+
 def _tagged(tag: str, value):
     return value if tag is None else beam.pvalue.TaggedOutput(tag, value)
 
