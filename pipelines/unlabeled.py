@@ -42,7 +42,8 @@ def cleaning(loaded: LoadedConfig, order: SurvivorOrder) -> list[Stage]:
     near dedup, the semantic filter, one pair per passage."""
     config = loaded.config
     exact, near, scoring = config.dedup.exact, config.dedup.near, config.scoring
-    shards = shard_count(loaded.max_records())  # the dedup groups: each holds 1/shards of the pairs
+    max_pairs = loaded.max_records()  # an upper bound from the input's bytes (it lists every input file)
+    shards = shard_count(max_pairs)  # the dedup groups: each holds 1/shards of the pairs
     stages = []
     if config.filters.pii.action == "mask":
         stages.append(Stage("MaskPII", MaskPii(config.filters.pii.types)))
@@ -53,7 +54,7 @@ def cleaning(loaded: LoadedConfig, order: SurvivorOrder) -> list[Stage]:
     if one_per_passage:  # near dedup compares passages: one pair each, the others wait for the scorer
         stages.append(Stage("FirstPerPassage", FirstPerPassage(order, exact.within_source, shards), aside_until="NearDedup"))
     if near.enabled:
-        stages.append(Stage("NearDedup", NearDedup(near, order, loaded.max_records()), dedup_steps=1))
+        stages.append(Stage("NearDedup", NearDedup(near, order, max_pairs), dedup_steps=1))
     if scoring.enabled:
         spread = not (exact.pair or near.enabled)  # no dedup shuffle before the scorer to spread its pairs
         stages.append(Stage("SemanticFilter", SemanticFilter(scoring, spread)))
