@@ -11,6 +11,7 @@ from cmtp.schemas import LABELED_SCHEMA, LabeledRecord, Pair
 from cmtp.transforms.exact_dedup import ExactDedup
 from cmtp.transforms.filters import GeneralFilter
 from cmtp.transforms.filters.pii import MaskPii
+from cmtp.transforms.flatten_rows import FlattenRows
 from cmtp.transforms.judgments import POSITIVE, AssembleRecords, JudgeRows, ResolveLinks
 from cmtp.transforms.near_dedup import NearDedup
 from cmtp.transforms.progress import Progress, is_local
@@ -123,5 +124,5 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
     }
     streams = {"stats": [*stats, cleaned.stats], "records": records | "Rows" >> beam.Values(),
                "extracted": extracted, "kept": labeled,
-               "rejects": (*rejects, cleaned.rejects) | "AllRejects" >> beam.Flatten()}
+               "rejects": (*rejects, cleaned.rejects) | "AllRejects" >> FlattenRows()}
     write_outputs(loaded, out_dir, LABELED_SCHEMA, streams, header, JUDGMENT_LEDGER, local)

@@ -13,6 +13,7 @@ from cmtp.transforms.exact_dedup import ExactDedup
 from cmtp.transforms.extract import ExtractPairs
 from cmtp.transforms.filters import GeneralFilter
 from cmtp.transforms.filters.pii import MaskPii
+from cmtp.transforms.flatten_rows import FlattenRows
 from cmtp.transforms.near_dedup import NearDedup
 from cmtp.transforms.progress import Progress, is_local
 from cmtp.transforms.read import ReadSource
@@ -99,5 +100,5 @@ def build(pipeline: beam.Pipeline, loaded: LoadedConfig, out_dir: str) -> None:
         "stages": stage_order(stages),
     }
     streams = {"stats": [*stats, cleaned.stats], "records": records, "extracted": pairs, "kept": cleaned.pairs,
-               "rejects": (*rejects, cleaned.rejects) | "AllRejects" >> beam.Flatten()}
+               "rejects": (*rejects, cleaned.rejects) | "AllRejects" >> FlattenRows()}
     write_outputs(loaded, out_dir, PAIR_SCHEMA, streams, header, PAIR_LEDGER, local)

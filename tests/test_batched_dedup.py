@@ -151,3 +151,30 @@ def test_group_in_shards_groups_as_beams_own_group_by_key_does(shared_data):
     out = run_transform(Both(), keyed, outputs=("theirs", "ours", "co"))
     assert sorted(out["ours"], key=repr) == sorted(out["theirs"], key=repr) and len(out["ours"]) > 50
     assert sorted(out["co"], key=repr) == sorted(((k, v, [i for i in v if i % 2]) for k, v in out["theirs"]), key=repr)
+
+
+def test_flatten_rows_gives_every_row_of_every_input_once(shared_data):
+    """More rows than one pickled list holds, an empty input, a list as input (which Beam would take for values to
+    Create) and one input alone: the rows that come out are the inputs' rows, as Beam's Flatten gives them."""
+    import apache_beam as beam
+
+    from cmtp.transforms.flatten_rows import PACK, FlattenRows
+
+    texts = real_texts(shared_data, 1500)
+    pairs = [Pair(pair_id("csl", "k", f"q{i}", text), f"q{i}", text, "csl", "k", "f.tsv", f"line {i}")
+             for i, text in enumerate(texts)]
+    assert len(pairs) > PACK + 100
+
+    class Both(beam.PTransform):
+        def expand(self, rows):
+            short = rows | "Short" >> beam.Filter(lambda pair: len(pair.passage) < 100)
+            empty = rows | "None" >> beam.Filter(lambda pair: False)
+            return {"theirs": (rows, short, empty) | "Theirs" >> beam.Flatten(),
+                    "ours": [rows, short, empty] | "Ours" >> FlattenRows(),
+                    "alone": (rows,) | "Alone" >> FlattenRows(),
+                    "nothing": () | "Nothing" >> FlattenRows(rows.pipeline)}
+
+    out = run_transform(Both(), pairs, outputs=("theirs", "ours", "alone", "nothing"))
+    assert len(out["theirs"]) > len(pairs)  # some passages are short
+    assert sorted(out["ours"]) == sorted(out["theirs"])
+    assert sorted(out["alone"]) == sorted(pairs) and out["nothing"] == []

@@ -19,6 +19,7 @@ from typing import Callable, NamedTuple, Optional, Union
 
 import apache_beam as beam
 
+from cmtp.transforms.flatten_rows import FlattenRows
 from cmtp.transforms.report import STAGE, STATS
 from cmtp.transforms.shards import at_bundle_end
 from cmtp.transforms.survivor_state import SettleSurvivors
@@ -83,13 +84,13 @@ def clean(rows: beam.PCollection, stages: list[Stage]) -> Staged:
             stats.append(_counted(out[ASIDE], f"{label} aside", None, label, "aside"))
         counted_in = stage.units is None  # a kept count in other units is not the next stage's input
         if label in waiting:
-            rows = (rows, *waiting.pop(label)) | f"{label} and the rows set aside" >> beam.Flatten()
+            rows = (rows, *waiting.pop(label)) | f"{label} and the rows set aside" >> FlattenRows()
             counted_in = False
     if late:
-        settled = late | "FromDedupOn" >> beam.Flatten() | "SettleSurvivors" >> SettleSurvivors(hops)
+        settled = late | "FromDedupOn" >> FlattenRows() | "SettleSurvivors" >> SettleSurvivors(hops)
         rejects.append(settled[REJECTS])
         stats.append(settled[STATS])
-    return Staged(rows, rejects | "CleaningRejects" >> beam.Flatten(pipeline=rows.pipeline),
+    return Staged(rows, rejects | "CleaningRejects" >> FlattenRows(rows.pipeline),
                   stats | "CleaningStats" >> beam.Flatten())
 
 

@@ -8,6 +8,7 @@ from typing import Iterable, Optional
 import apache_beam as beam
 
 from cmtp.schemas import Reject
+from cmtp.transforms.flatten_rows import FlattenRows
 from cmtp.transforms.report import STATS, CountingDoFn
 from cmtp.transforms.shards import GroupInShards
 
@@ -68,7 +69,7 @@ class SettleSurvivors(beam.PTransform):
         later, dedup = rejects | "ByStage" >> beam.Partition(lambda r, _: int(r.stage == "dedup"), 2)
         fates = (
             (later, dedup | "NotCopies" >> beam.Filter(lambda r: r.survivor != r.id))
-            | "Fates" >> beam.Flatten()
+            | "Fates" >> FlattenRows()
             | "FateById" >> beam.Map(_fate)
         )
         trails = dedup | "BySurvivor" >> beam.Map(lambda r: (r.survivor, (r,)))
@@ -82,5 +83,5 @@ class SettleSurvivors(beam.PTransform):
             trails = followed.trails  # empty after the last hop; a reject left in it would unbalance the report
             settled.append(followed[SETTLED])
             stats.append(followed[STATS])
-        return {"rejects": settled | "Settled" >> beam.Flatten(),
+        return {"rejects": settled | "Settled" >> FlattenRows(),
                 STATS: stats | "Counts" >> beam.Flatten(pipeline=rejects.pipeline)}
