@@ -17,7 +17,8 @@ the work only: `time.process_time()` (the CPU of every thread of the process: Fn
 threads of the same process) and wall time; and at exit the peak RSS (VmHWM from /proc/self/status).
   beam  `cmtp.pipelines.cli.main(["run", CONFIG, "--out", OUT, "--overwrite"])`, what the `cmtp` script runs.
   loop  `loop_run(CONFIG, OUT)`: the same stage functions, called in plain Python over lists, one stage after
-        another in the order `cmtp.pipelines.unlabeled.cleaning()` gives.
+        another in the order `cmtp.pipelines.unlabeled.cleaning()` gives; with the garbage collector set as
+        `cmtp run` sets it on the local runner (pipelines/collector.py), so the sides differ in Beam alone.
 "The same stage functions" means the pipeline's own DoFns and helpers, called directly: `_ReadFile.process`,
 `_Extract.process`, `_Normalize.process`, `_Mask.process`, `_ApplyRules.process` with `general_rules`, `_KeepOne`
 over groups keyed by `content_key`, `_First`, near dedup's `MinHasher`, `_candidates` and `estimated_jaccard` (with
@@ -43,7 +44,7 @@ import tempfile
 import time
 import zlib
 from collections import Counter, defaultdict
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -397,6 +398,16 @@ def _status_mib(key: str) -> float:
     return float("nan")
 
 
+def loop_collector():
+    """The garbage collector's settings `cmtp run` uses on the local runner (pipelines/collector.py), for the loop
+    too, so that the two sides differ in Beam alone; nothing for a tree (--rev) from before they existed."""
+    try:
+        from cmtp.pipelines.collector import batch_collector
+    except ImportError:
+        return nullcontext()
+    return batch_collector()
+
+
 def child(side: str, config_path: str, out_dir: str) -> None:
     import_everything()
     rss_start = _status_mib("VmRSS:")
@@ -406,7 +417,8 @@ def child(side: str, config_path: str, out_dir: str) -> None:
 
         code, extra = main(["run", config_path, "--out", out_dir, "--overwrite"]), {}
     else:
-        code, extra = 0, loop_run(config_path, out_dir)
+        with loop_collector():
+            code, extra = 0, loop_run(config_path, out_dir)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     peak = _status_mib("VmHWM:")
     if side == "beam" and code == 0:  # its totals, to set beside the loop's in the --json file

@@ -14,9 +14,11 @@ import os
 import re
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from cmtp.pipelines.collector import batch_collector
 from cmtp.pipelines.profiles import ProfileError, load_profile
 from cmtp.pipelines.rundir import (
     MANIFEST,
@@ -211,10 +213,11 @@ def run(loaded: LoadedConfig, out_dir: str, beam_args: Sequence[str], prepared=N
         progress.reset()
         # Beam logs a failing element's traceback, then raises the same error here: the cli reports it once
         logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
-    result = pipeline.run()
-    if dry_run:
-        return {"dry_run": True, "job": getattr(result, "job", None)}
-    result.wait_until_finish()
+    with batch_collector() if progress.is_local(pipeline) else nullcontext():  # the worker is this process
+        result = pipeline.run()
+        if dry_run:
+            return {"dry_run": True, "job": getattr(result, "job", None)}
+        result.wait_until_finish()
     if not is_local:
         return {}
     with open(os.path.join(out_dir, "report.json"), encoding="utf-8") as handle:

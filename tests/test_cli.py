@@ -214,3 +214,24 @@ def test_the_top_level_description_names_every_command(capsys, monkeypatch):
     assert len(listed) >= 5
     for name in listed:
         assert re.search(rf"\b{name}\b", description), name
+
+
+def test_the_batch_collector_still_frees_cycles_and_restores_the_settings():
+    import gc
+    import weakref
+
+    from cmtp.pipelines.collector import YOUNG, batch_collector
+
+    class Node:
+        pass
+
+    before = gc.get_threshold()
+    with batch_collector():
+        assert gc.get_threshold()[0] == YOUNG and gc.get_freeze_count() > 0
+        node = Node()
+        node.self = node  # a cycle: only the collector frees it
+        alive = weakref.ref(node)
+        del node
+        kept = [Node() for _ in range(3 * YOUNG)]  # live allocations enough for young collections to run
+        assert alive() is None and len(kept) == 3 * YOUNG
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
