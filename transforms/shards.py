@@ -125,12 +125,30 @@ class _ToShards(beam.DoFn):
         rows.append(row)
         if len(rows) >= SHARD_LIST:
             del self._lists[shard]
-            yield shard, (self._tag, pickle.dumps(rows, pickle.HIGHEST_PROTOCOL))
+            yield shard, (self._tag, _packed(rows))
 
     def finish_bundle(self):
         lists, self._lists = self._lists, {}
         for shard, rows in lists.items():
-            yield at_bundle_end((shard, (self._tag, pickle.dumps(rows, pickle.HIGHEST_PROTOCOL))))
+            yield at_bundle_end((shard, (self._tag, _packed(rows))))
+
+
+def _packed(rows: list) -> bytes:
+    """A shard's (key, value) rows pickled; when every value is a NamedTuple of one class (the pipelines' rows),
+    as plain tuples and the class once: pickle rebuilds a NamedTuple through its Python-level __new__, and the rows
+    took twice as long to pickle and a fifth longer to load."""
+    kind = type(rows[0][1])
+    if hasattr(kind, "_fields") and all(type(value) is kind for _, value in rows):
+        return pickle.dumps((kind, [(key, tuple(value)) for key, value in rows]), pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps((None, rows), pickle.HIGHEST_PROTOCOL)
+
+
+def _unpacked(blob: bytes) -> list:
+    kind, rows = pickle.loads(blob)
+    if kind is None:
+        return rows
+    new = tuple.__new__
+    return [(key, new(kind, values)) for key, values in rows]
 
 
 class _Regroup(beam.DoFn):
@@ -141,7 +159,7 @@ class _Regroup(beam.DoFn):
         groups: dict = {}
         tags = self._tags
         for tag, blob in element[1]:
-            for key, value in pickle.loads(blob):
+            for key, value in _unpacked(blob):
                 if tags is None:
                     groups.setdefault(key, []).append(value)
                 else:
