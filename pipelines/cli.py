@@ -208,12 +208,12 @@ def run(loaded: LoadedConfig, out_dir: str, beam_args: Sequence[str], prepared=N
         with FileSystems.create(FileSystems.join(out_dir, "config.yaml")) as handle:
             handle.write(resolved_yaml(loaded).encode("utf-8"))
     pipeline = beam.Pipeline(runner=runner, options=options)
-    builder(loaded.config.pipeline)(pipeline, loaded, out_dir)
-    if is_local:
-        progress.reset()
-        # Beam logs a failing element's traceback, then raises the same error here: the cli reports it once
-        logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     with batch_collector() if progress.is_local(pipeline) else nullcontext():  # the worker is this process
+        builder(loaded.config.pipeline)(pipeline, loaded, out_dir)
+        if is_local:
+            progress.reset()
+            # Beam logs a failing element's traceback, then raises the same error here: the cli reports it once
+            logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
         result = pipeline.run()
         if dry_run:
             return {"dry_run": True, "job": getattr(result, "job", None)}
