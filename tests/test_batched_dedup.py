@@ -205,3 +205,16 @@ def test_flatten_rows_gives_every_row_of_every_input_once(shared_data):
     assert len(out["theirs"]) > len(pairs)  # some passages are short
     assert sorted(out["ours"]) == sorted(out["theirs"])
     assert sorted(out["alone"]) == sorted(pairs) and out["nothing"] == []
+
+
+def test_rank_numbers_travel_in_the_narrowest_integers_that_hold_them_and_come_back_equal():
+    from cmtp.transforms.near_dedup import _EntryRanks, _rank_columns
+
+    ids = [f"{i:016x}" for i in (1, 2**63 + 5, 2**64 - 1)]
+    for numbers, dtype in (((-3, -2048, -40), "int16"), ((0, -70_000, -5), "int32"), ((-1, -2**40, 0), "int64")):
+        ranks = [(numbers[0], numbers[1] - i, numbers[2], pair_id) for i, pair_id in enumerate(ids)]
+        columns = _rank_columns(ranks)
+        assert columns[0].dtype == dtype
+        entries = _EntryRanks()
+        entries.add(len(ranks), (columns[0].dtype.str, columns[0].tobytes(), columns[1].tobytes()))
+        assert [entries[i] for i in range(len(ranks))] == ranks

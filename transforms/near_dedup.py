@@ -9,13 +9,14 @@ verified candidate edges, and connected components by large-star/small-star roun
    at the Jaccard threshold, weighted towards recall (false positives are verified away, a missed candidate is a
    duplicate in the output). Signatures are computed for a batch of pairs at once (`MinHasher.signatures`: the
    values datasketch would give, in a few numpy passes), and each band becomes a 64-bit key.
-3. Band keys (with each pair's rank, ~30 bytes) are grouped by shard of the key (transforms/shards.py: a batch's
-   entries of one shard travel as one element); within a shard, equal keys are a bucket, whose members, sorted in
-   survivor order, become candidate pairs: every pair in a bucket of up to WINDOW + 1 (17) members, and beyond that
-   each member with the next WINDOW members, so a bucket of k members gives at most k x WINDOW candidates (a bucket
-   of 5,000 identical-band members: 79,864, not 12.5 million). Each candidate asks for its two signatures by the
-   shard of each member's id; one join of those requests with the signatures sends each distinct candidate both,
-   and a candidate whose estimated Jaccard reaches the threshold becomes an edge.
+3. Band keys (with each pair's rank: 22 bytes an entry when its numbers fit int16) are grouped by shard of the
+   key (transforms/shards.py: a batch's entries of one shard travel as one element); within a shard, equal keys
+   are a bucket, whose members, sorted in survivor order, become candidate pairs: every pair in a bucket of up to
+   WINDOW + 1 (17) members, and beyond that each member with the next WINDOW members, so a bucket of k members
+   gives at most k x WINDOW candidates (a bucket of 5,000 identical-band members: 79,864, not 12.5 million). Each
+   candidate asks for its two signatures by the shard of each member's id; one join of those requests with the
+   signatures sends each distinct candidate both, and a candidate whose estimated Jaccard reaches the threshold
+   becomes an edge.
 4. Connected components by alternating large-star / small-star rounds (transforms/components.py), unrolled to a
    bound from the input size (log2 of an upper bound on the pair count, + 2); the rounds taken and the nodes
    still changing in the last one are `near_dedup_rounds` and `near_dedup_unsettled` in the report, and a run
@@ -23,7 +24,7 @@ verified candidate edges, and connected components by large-star/small-star roun
 5. A pair whose component's smallest node is not itself is dropped, naming it: its component's best pair.
 
 Memory: every step is keyed, by shard. The largest group a worker holds is one shard's band entries (bands x N /
-shards, ~40 bytes each), one shard's signatures (N / shards, 512 bytes each) or one node's neighbours in the
+shards, 22-40 bytes each), one shard's signatures (N / shards, 512 bytes each) or one node's neighbours in the
 components (at most its component's size), never the dataset; `shard_count` sizes the shards from the input's
 bytes. Volume: bands x N entries (20 x 100M x ~40 B = 80 GB of shuffle at 100M pairs, in a few elements per
 bundle), N signatures once, two signatures per candidate, and the component edges (about one per duplicate) twice
@@ -230,7 +231,7 @@ class _Sketch(beam.DoFn):
         for shard, picked in _by_shard((keys % np.uint64(shards)).astype(np.int64)):
             owners = owner[picked]
             yield shard, (keys[picked].tobytes(), [ranks[i] for i in owners] if columns is None
-                          else (columns[0][owners].tobytes(), columns[1][owners].tobytes()))
+                          else (columns[0].dtype.str, columns[0][owners].tobytes(), columns[1][owners].tobytes()))
         id_shards = np.array([text_shard(pair.id, shards) for pair in pairs])
         for shard, picked in _by_shard(id_shards):
             yield beam.pvalue.TaggedOutput(SIGNATURES, (shard, ([pairs[i].id for i in picked],
@@ -242,16 +243,23 @@ _HEX = re.compile("[0-9a-f]*")
 
 
 def _rank_columns(ranks: list[tuple]) -> Optional[tuple[np.ndarray, np.ndarray]]:
-    """A batch's ranks as numbers, to travel with the band entries as bytes: the first three fields as int64
-    columns and the ids as uint64, when every id is a pair id (16 lowercase hex digits: what `pair_id` gives);
-    None otherwise, and the entries carry the rank tuples. A tuple costs a coder call each way, 20 a pair."""
+    """A batch's ranks as numbers, to travel with the band entries as bytes: the first three fields as columns of
+    the narrowest of int16, int32 and int64 that holds them (priorities and text lengths: int16 mostly) and the ids
+    as uint64, when every id is a pair id (16 lowercase hex digits: what `pair_id` gives); None otherwise, and the
+    entries carry the rank tuples. A tuple costs a coder call each way, 20 a pair; and the band entries are the
+    largest thing the local runner holds while it groups them, three times over (docs/benchmarks.md)."""
     ids = [rank[PAIR_ID] for rank in ranks]
     if not all(len(pair_id) == 16 for pair_id in ids) or not _HEX.fullmatch("".join(ids)):
         return None
     if not all(type(value) is int for rank in ranks for value in rank[:PAIR_ID]):  # a priority given as a float
         return None
-    return (np.array([rank[:PAIR_ID] for rank in ranks], dtype=np.int64),
-            np.array([int(pair_id, 16) for pair_id in ids], dtype=np.uint64))
+    numbers = np.array([rank[:PAIR_ID] for rank in ranks], dtype=np.int64)
+    for narrow in (np.int16, np.int32):
+        limits = np.iinfo(narrow)
+        if numbers.size == 0 or (numbers.min() >= limits.min and numbers.max() <= limits.max):
+            numbers = numbers.astype(narrow)
+            break
+    return numbers, np.array([int(pair_id, 16) for pair_id in ids], dtype=np.uint64)
 
 
 class _EntryRanks:
@@ -262,9 +270,9 @@ class _EntryRanks:
         self._starts, self._parts, self._size = [], [], 0
 
     def add(self, count: int, ranks) -> None:
-        if isinstance(ranks, tuple):
-            ranks = (np.frombuffer(ranks[0], dtype=np.int64).reshape(count, PAIR_ID),
-                     np.frombuffer(ranks[1], dtype=np.uint64))
+        if isinstance(ranks, tuple):  # (the numbers' dtype, the numbers, the ids)
+            ranks = (np.frombuffer(ranks[1], dtype=np.dtype(ranks[0])).reshape(count, PAIR_ID),
+                     np.frombuffer(ranks[2], dtype=np.uint64))
         self._starts.append(self._size)
         self._parts.append(ranks)
         self._size += count
