@@ -488,7 +488,7 @@ class NearDedup(beam.PTransform):
         by_id = pairs | "PairById" >> beam.Map(lambda pair: (pair.id, pair))
         decided = (
             {"pair": by_id, "label": labels}
-            | "Join" >> GroupInShards(self._shards)
+            | "Join" >> GroupInShards(self._shards, compress=True)  # the pairs wait here through every step above
             | "Decide" >> beam.ParDo(_Decide()).with_outputs(REJECTS, main=PAIRS)
         )
         return Staged(decided.pairs, decided.rejects, stats)
