@@ -154,27 +154,28 @@ def test_group_in_shards_groups_as_beams_own_group_by_key_does(shared_data):
 
 
 def test_group_in_shards_gives_back_rows_of_their_own_class(shared_data):
-    """Pair rows travel as plain tuples with their class once a list; they come back as Pairs, equal to what went
-    in, and a list of mixed values is left as it is."""
+    """Pair rows travel as plain tuples with their class once a list, compressed or not; they come back as Pairs,
+    equal to what went in, and a list of mixed values is left as it is."""
     import apache_beam as beam
 
     from cmtp.transforms.shards import GroupInShards
 
     class Grouped(beam.PTransform):
-        def __init__(self, shards):
+        def __init__(self, shards, compress=False):
             super().__init__()
-            self._shards = shards
+            self._shards, self._compress = shards, compress
 
         def expand(self, rows):
-            return {"rows": rows | GroupInShards(self._shards)}
+            return {"rows": rows | GroupInShards(self._shards, self._compress)}
 
     texts = real_texts(shared_data, 300)
     pairs = [Pair(pair_id("csl", "k", f"q{i}", text), f"q{i}", text, "csl", "k", "f.tsv", f"line {i}", score=i / 7)
              for i, text in enumerate(texts)]
     keyed = [(pair.passage[:1], pair) for pair in pairs]
-    grouped = run_transform(Grouped(3), keyed, outputs=("rows",))["rows"]
-    assert sorted(pair for _, group in grouped for pair in group) == sorted(pairs)
-    assert {type(pair) for _, group in grouped for pair in group} == {Pair}
+    for compress in (False, True):
+        grouped = run_transform(Grouped(3, compress), keyed, outputs=("rows",))["rows"]
+        assert sorted(pair for _, group in grouped for pair in group) == sorted(pairs)
+        assert {type(pair) for _, group in grouped for pair in group} == {Pair}
     mixed = keyed[:5] + [("x", ("a", 1)), ("x", 2)]
     grouped = run_transform(Grouped(1), mixed, outputs=("rows",))["rows"]
     assert sorted(((k, v) for k, group in grouped for v in group), key=repr) == sorted(mixed, key=repr)
