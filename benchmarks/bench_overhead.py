@@ -401,10 +401,13 @@ def _status_mib(key: str) -> float:
 def loop_collector():
     """The garbage collector's settings `cmtp run` uses on the local runner (pipelines/collector.py), for the loop
     too, so that the two sides differ in Beam alone; nothing for a tree (--rev) from before they existed."""
-    try:
-        from cmtp.pipelines.collector import batch_collector
-    except ImportError:
+    import importlib.util
+
+    spec = importlib.util.find_spec("cmtp.pipelines.collector")  # an old tree's own, not the editable install's
+    if spec is None or not Path(spec.origin).resolve().is_relative_to(package_root()):
         return nullcontext()
+    from cmtp.pipelines.collector import batch_collector
+
     return batch_collector()
 
 
