@@ -202,7 +202,7 @@ def run(loaded: LoadedConfig, out_dir: str, beam_args: Sequence[str], prepared=N
     from cmtp.transforms import progress
 
     options, runner = prepared or runner_options(beam_args)
-    is_local = uri_scheme(out_dir) is None
+    out_is_local = uri_scheme(out_dir) is None  # a local folder, whatever the runner
     dry_run = is_dry_run(options)
     if not dry_run:  # a dry run builds the job and submits nothing, so it writes nothing either
         with FileSystems.create(FileSystems.join(out_dir, "config.yaml")) as handle:
@@ -210,7 +210,7 @@ def run(loaded: LoadedConfig, out_dir: str, beam_args: Sequence[str], prepared=N
     pipeline = beam.Pipeline(runner=runner, options=options)
     with batch_collector() if progress.is_local(pipeline) else nullcontext():  # the worker is this process
         builder(loaded.config.pipeline)(pipeline, loaded, out_dir)
-        if is_local:
+        if out_is_local:
             progress.reset()
             # Beam logs a failing element's traceback, then raises the same error here: the cli reports it once
             logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
@@ -218,7 +218,7 @@ def run(loaded: LoadedConfig, out_dir: str, beam_args: Sequence[str], prepared=N
         if dry_run:
             return {"dry_run": True, "job": getattr(result, "job", None)}
         result.wait_until_finish()
-    if not is_local:
+    if not out_is_local:
         return {}
     with open(os.path.join(out_dir, "report.json"), encoding="utf-8") as handle:
         return json.load(handle)

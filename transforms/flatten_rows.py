@@ -5,37 +5,33 @@ FnApiRunner materializes every Flatten of two or more inputs (fn_api_runner/tran
 coder and decoded again, and for our NamedTuple rows that coder is FastPrimitivesCoder, a pickle per row. The
 pipeline flattened ~1.75 rows per pair so (the kept pairs and the rows set aside before the next stage, every stage's
 rejects twice, the survivor trails): 175k pickles at 100k pairs. Here each bundle's rows of each input are packed
-into lists of up to PACK rows, pickled once a list, flattened, and unpacked: a few elements cross the buffer.
+into lists of up to PACK rows, packed as GroupInShards packs them (transforms/shards.py `pack_rows`), flattened, and
+unpacked: a few elements cross the buffer.
 
 Runners that fuse a Flatten into its consumers (Dataflow, and the portable runners' fuser) move no row through it, so
 there this is Beam's own Flatten.
 """
 from __future__ import annotations
 
-import pickle
-
 import apache_beam as beam
 
 from cmtp.transforms.progress import is_local
-from cmtp.transforms.shards import at_bundle_end
+from cmtp.transforms.shards import ShardingDoFn, at_bundle_end, pack_rows, unpack_rows
 
-PACK = 1024  # rows in one pickled list
+PACK = 1024  # rows in one packed list
 
+class _Pack(ShardingDoFn):
+    """Rows -> the bundle's rows packed (`pack_rows`), LIMIT rows a blob."""
 
-class _Pack(beam.DoFn):
-    def start_bundle(self):
-        self._rows = []
+    LIMIT = PACK
 
     def process(self, row):
-        self._rows.append(row)
-        if len(self._rows) >= PACK:
-            rows, self._rows = self._rows, []
-            yield pickle.dumps(rows, pickle.HIGHEST_PROTOCOL)
+        for _, rows in self.lists.add(0, row):
+            yield pack_rows(rows)
 
     def finish_bundle(self):
-        rows, self._rows = self._rows, []
-        if rows:
-            yield at_bundle_end(pickle.dumps(rows, pickle.HIGHEST_PROTOCOL))
+        for _, rows in self.lists.take():
+            yield at_bundle_end(pack_rows(rows))
 
 
 class FlattenRows(beam.PTransform):
@@ -55,4 +51,4 @@ class FlattenRows(beam.PTransform):
         if len(pcolls) < 2 or not is_local(pipeline):
             return pcolls | "Flatten" >> beam.Flatten(pipeline=pipeline)
         packed = [rows | f"Pack{i}" >> beam.ParDo(_Pack()) for i, rows in enumerate(pcolls)]
-        return packed | "Flatten" >> beam.Flatten() | "Unpack" >> beam.FlatMap(pickle.loads)
+        return packed | "Flatten" >> beam.Flatten() | "Unpack" >> beam.FlatMap(unpack_rows)

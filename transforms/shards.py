@@ -58,18 +58,25 @@ class ShardLists:
         del self._lists[shard]
         return ((shard, values),)
 
-    def drain(self) -> Iterator:
+    def take(self) -> list[tuple[int, list]]:
+        """The lists not yet given out, (shard, values) each; the gatherer is empty after."""
         lists, self._lists = self._lists, {}
-        for shard, values in lists.items():
-            yield at_bundle_end((shard, values))
+        return list(lists.items())
+
+    def drain(self) -> Iterator:
+        for shard_values in self.take():
+            yield at_bundle_end(shard_values)
 
 
 class ShardingDoFn(beam.DoFn):
     """A DoFn that sends its outputs to shards: `yield from self.lists.add(shard, value)` in `process`; the lists
-    not yet full are given out when the bundle finishes. A subclass with a start_bundle of its own calls this one."""
+    not yet full are given out when the bundle finishes. A subclass with a start_bundle of its own calls this one;
+    LIMIT is how many values a list gathers before it goes."""
+
+    LIMIT = 4096
 
     def start_bundle(self):
-        self.lists = ShardLists()
+        self.lists = ShardLists(self.LIMIT)
 
     def finish_bundle(self):
         return self.lists.drain()
@@ -110,51 +117,55 @@ class GroupInShards(beam.PTransform):
         )
 
 
-SHARD_LIST = 1024  # rows a shard's list gathers before it is sent
+class _ToShards(ShardingDoFn):
+    """(key, value) rows -> (shard of the key, (tag, the shard's rows packed)), a list of up to LIMIT rows at a time."""
 
+    LIMIT = 1024
 
-class _ToShards(beam.DoFn):
     def __init__(self, tag: str | None, shards: int, compress: bool):
         self._tag, self._shards, self._compress = tag, shards, compress
 
-    def start_bundle(self):
-        self._lists: dict[int, list] = {}
-
     def process(self, row):
-        shard = key_shard(row[0], self._shards)
-        rows = self._lists.setdefault(shard, [])
-        rows.append(row)
-        if len(rows) >= SHARD_LIST:
-            del self._lists[shard]
-            yield shard, (self._tag, _packed(rows, self._compress))
+        for shard, rows in self.lists.add(key_shard(row[0], self._shards), row):
+            yield shard, (self._tag, pack_rows(rows, self._compress))
 
     def finish_bundle(self):
-        lists, self._lists = self._lists, {}
-        for shard, rows in lists.items():
-            yield at_bundle_end((shard, (self._tag, _packed(rows, self._compress))))
+        for shard, rows in self.lists.take():
+            yield at_bundle_end((shard, (self._tag, pack_rows(rows, self._compress))))
 
 
-def _packed(rows: list, compress: bool = False) -> bytes:
-    """A shard's (key, value) rows pickled; when every value is a NamedTuple of one class (the pipelines' rows),
-    as plain tuples and the class once: pickle rebuilds a NamedTuple through its Python-level __new__, and the rows
-    took twice as long to pickle and a fifth longer to load. `compress`: zstd level 1 (pickled Chinese rows shrink
-    to ~0.7 at ~440 MB/s), for a shuffle whose rows the local runner holds while other stages run."""
-    kind = type(rows[0][1])
-    if hasattr(kind, "_fields") and all(type(value) is kind for _, value in rows):
-        blob = pickle.dumps((kind, [(key, tuple(value)) for key, value in rows]), pickle.HIGHEST_PROTOCOL)
+def _row_class(value) -> type | None:
+    kind = type(value)
+    return kind if hasattr(kind, "_fields") else None
+
+
+def pack_rows(rows: list, compress: bool = False) -> bytes:
+    """A list of rows as one pickled blob. NamedTuple rows of one class (the pipelines' rows), alone or as the values
+    of (key, row) pairs, travel as plain tuples with the class once: pickle rebuilds a NamedTuple through its
+    Python-level __new__, and such rows took twice as long to pickle and a fifth longer to load. `compress`: zstd
+    level 1 (pickled Chinese rows shrink to ~0.7 at ~440 MB/s), for rows the local runner holds while other stages
+    run. `unpack_rows` gives the list back."""
+    first = rows[0]
+    kind, keyed, data = _row_class(first), False, rows
+    if kind is not None and all(type(row) is kind for row in rows):
+        data = [tuple(row) for row in rows]
+    elif type(first) is tuple and len(first) == 2 and (kind := _row_class(first[1])) is not None and all(
+            type(row) is tuple and len(row) == 2 and type(row[1]) is kind for row in rows):
+        keyed, data = True, [(key, tuple(value)) for key, value in rows]
     else:
-        blob = pickle.dumps((None, rows), pickle.HIGHEST_PROTOCOL)
+        kind = None
+    blob = pickle.dumps((kind, keyed, data), pickle.HIGHEST_PROTOCOL)
     return zstandard.ZstdCompressor(level=1).compress(blob) if compress else blob
 
 
-def _unpacked(blob: bytes, compressed: bool = False) -> list:
+def unpack_rows(blob: bytes, compressed: bool = False) -> list:
     if compressed:
         blob = zstandard.ZstdDecompressor().decompress(blob)
-    kind, rows = pickle.loads(blob)
+    kind, keyed, data = pickle.loads(blob)
     if kind is None:
-        return rows
+        return data
     new = tuple.__new__
-    return [(key, new(kind, values)) for key, values in rows]
+    return [(key, new(kind, values)) for key, values in data] if keyed else [new(kind, values) for values in data]
 
 
 class _Regroup(beam.DoFn):
@@ -165,7 +176,7 @@ class _Regroup(beam.DoFn):
         groups: dict = {}
         tags = self._tags
         for tag, blob in element[1]:
-            for key, value in _unpacked(blob, self._compressed):
+            for key, value in unpack_rows(blob, self._compressed):
                 if tags is None:
                     groups.setdefault(key, []).append(value)
                 else:
