@@ -32,7 +32,7 @@ setup(
     python_requires=">=3.10",
     packages=list(PACKAGES),
     package_dir=PACKAGES,
-    package_data={"cmtp.configs": ["*.yaml", "profiles/*.yaml", "prompts/*.txt", "lexicons/*/*.txt"]},
+    package_data={"cmtp.configs": ["*.yaml", "profiles/*.yaml", "flink/*.yaml", "prompts/*.txt", "lexicons/*/*.txt"]},
     install_requires=[
         "apache-beam>=2.60",
         "pyarrow>=14",

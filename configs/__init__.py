@@ -5,3 +5,4 @@ from pathlib import Path
 LEXICONS = Path(__file__).resolve().parent / "lexicons"
 PROFILES = Path(__file__).resolve().parent / "profiles"
 PROMPTS = Path(__file__).resolve().parent / "prompts"
+FLINK_CONF = Path(__file__).resolve().parent / "flink"

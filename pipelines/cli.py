@@ -115,6 +115,8 @@ def runner_options(beam_args: Sequence[str], cmtp_options: Sequence[str] = ()) -
     checked by Beam's own validator here, before any network call."""
     from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, PipelineOptions, StandardOptions
 
+    from cmtp.pipelines import job_servers  # declares --flink_conf_dir before the flags are parsed
+
     options = PipelineOptions(list(beam_args))
     if options.view_as(DirectOptions).direct_running_mode == "multi_threading":
         raise UsageError("--direct_running_mode=multi_threading is refused: it was seen to drop rows after a "
@@ -134,6 +136,10 @@ def runner_options(beam_args: Sequence[str], cmtp_options: Sequence[str] = ()) -
             raise UsageError(f"--runner {runner}: {error}{hint}") from None
     parser = beam_parser()
     refuse_unknown("cmtp run", parser.parse_known_args(list(beam_args))[1], [*cmtp_options, *_option_names(parser)])
+    try:
+        job_servers.settle(options, type(runner).__name__)
+    except job_servers.JobServerError as error:
+        raise UsageError(str(error)) from None
     if type(runner).__name__ == "DataflowRunner":
         from apache_beam.options.pipeline_options import TestOptions
         from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
