@@ -514,7 +514,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     run_parser.add_argument("config", help="YAML run config, e.g. configs/sample.yaml")
     run_parser.add_argument("--out", help="run directory (default: runs/<config name>)")
     run_parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
-    run_parser.add_argument("--profile", help="runner profile: local, dataflow, flink (configs/profiles/) or a path")
+    run_parser.add_argument("--profile", help="runner profile: local, dataflow, flink, spark (configs/profiles/) or a path")
     ev = command("eval", help="nDCG@1/5/10 of a retriever on CapRetrieval-layout data")
     ev.add_argument("--data", required=True, help="a folder with candidates.jsonl, queries.jsonl[, types.json]")
     ev.add_argument("--retriever", default="bm25", metavar="NAME",

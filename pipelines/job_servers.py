@@ -26,6 +26,7 @@ from cmtp.configs import FLINK_CONF
 STACK = "-Xss64m"
 JARS = {"FlinkRunner": "flink_job_server_jar", "SparkRunner": "spark_job_server_jar"}
 EMBEDDED = ("[local]", "[auto]")
+EXECUTION_MODES = ("PIPELINED", "PIPELINED_FORCED", "BATCH", "BATCH_FORCED")
 
 
 class FlinkConfOptions(PipelineOptions):
@@ -34,6 +35,10 @@ class FlinkConfOptions(PipelineOptions):
         parser.add_argument("--flink_conf_dir", default=None,
                             help="a directory of Flink configuration (config.yaml or flink-conf.yaml) the Flink job "
                                  "server applies to the job; configs/flink/ for the embedded cluster ([local])")
+        parser.add_argument("--execution_mode_for_batch", default=None, choices=EXECUTION_MODES,
+                            help="Flink's exchanges in a batch job: PIPELINED (Flink's default: every task of the "
+                                 "plan deployed at once) or BATCH_FORCED (blocking exchanges: one region at a time, "
+                                 "spilling to disk); cmtp's default is BATCH_FORCED")
 
 
 class JobServerError(ValueError):
@@ -63,4 +68,6 @@ def settle(options: PipelineOptions, runner_name: str) -> None:
         flink = options.view_as(FlinkConfOptions)
         if flink.flink_conf_dir is None and everything.get("flink_master") in EMBEDDED:
             flink.flink_conf_dir = str(FLINK_CONF)
+        if flink.execution_mode_for_batch is None:
+            flink.execution_mode_for_batch = "BATCH_FORCED"
 

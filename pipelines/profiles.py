@@ -49,7 +49,7 @@ def merged(base: Any, override: Any) -> Any:
 
 
 def load_profile(name: str) -> Profile:
-    """A shipped profile by name (local, dataflow, flink) or a profile file by path."""
+    """A shipped profile by name (local, dataflow, flink, spark) or a profile file by path."""
     path = Path(name) if os.path.sep in name or name.endswith((".yaml", ".yml")) else PROFILES / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PROFILES.glob("*.yaml")))

@@ -2,32 +2,28 @@
 
 Dataflow: `--dry_run=True` builds the whole job (pipeline graph, options, the worker environment Dataflow
 would receive) without credentials or network; bad options are refused by Beam's validator first.
-Flink: the FlinkRunner submits through the job API; Beam's own local job service speaks it, so a run
-against it (LOOPBACK and EXTERNAL worker environments) must give the rows of a local run.
+Flink and Spark: their profiles reach Beam, and a run that would download a job server is refused; the runs on
+real clusters are tests/test_clusters.py.
 """
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
-from apache_beam.options.pipeline_options import FlinkRunnerOptions, PortableOptions, StandardOptions
+from apache_beam.options.pipeline_options import FlinkRunnerOptions, JobServerOptions, PortableOptions, StandardOptions
 from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.runners.dataflow.internal import apiclient
 from apache_beam.runners.portability.flink_runner import FlinkRunner
-from test_end_to_end import read_dir, run_cli, same_row
 
+from cmtp.configs import FLINK_CONF
 from cmtp.pipelines.cli import UsageError, main, run, runner_options
 from cmtp.pipelines.config import load_config
+from cmtp.pipelines.job_servers import FlinkConfOptions
 from cmtp.pipelines.profiles import load_profile
-from cmtp.schemas import PAIR_SCHEMA, REJECT_SCHEMA
 from conftest import REPO
 
 SAMPLE = REPO / "configs" / "sample.yaml"
@@ -239,18 +235,57 @@ def test_missing_project_or_region_is_refused(offline, capsys, flags, message):
 
 # --- profiles -------------------------------------------------------------------------------------------
 
-def test_flink_profile_reaches_beam():
-    options, runner = runner_options(load_profile("flink").args)
+def test_flink_profile_reaches_beam(tmp_path):
+    jar = tmp_path / "job-server.jar"
+    jar.write_bytes(b"")
+    options, runner = runner_options(load_profile("flink").args + [f"--flink_job_server_jar={jar}"])
     assert isinstance(runner, FlinkRunner)
     assert options.view_as(StandardOptions).runner == "FlinkRunner"
     portable = options.view_as(PortableOptions)
-    assert (portable.job_endpoint, portable.environment_type) == ("localhost:8099", "DOCKER")
+    assert (portable.environment_type, portable.environment_config) == ("EXTERNAL", "localhost:50000")
     flink = options.view_as(FlinkRunnerOptions)
-    assert (flink.flink_master, flink.parallelism) == ("localhost:8081", 8)
-    # a flag after the profile's wins
-    options, _ = runner_options(load_profile("flink").args + ["--parallelism=2", "--job_endpoint=localhost:1"])
-    assert options.view_as(FlinkRunnerOptions).parallelism == 2
+    assert (flink.flink_master, flink.parallelism, flink.flink_version) == ("localhost:8081", 2, "1.19")
+    # a job server started from the jar gets its stack; a cluster of the user's keeps its own configuration
+    assert options.view_as(JobServerOptions).job_server_jvm_properties == ["-Xss64m"]
+    assert options.view_as(FlinkConfOptions).flink_conf_dir is None
+    # a flag after the profile's wins; the embedded cluster gets the shipped configuration, which reaches the job
+    options, _ = runner_options(load_profile("flink").args + [f"--flink_job_server_jar={jar}", "--parallelism=3",
+                                                               "--flink_master=[local]"])
+    assert options.view_as(FlinkRunnerOptions).parallelism == 3
+    assert options.view_as(FlinkConfOptions).flink_conf_dir == str(FLINK_CONF)
+    assert options.get_all_options()["flink_conf_dir"] == str(FLINK_CONF)
+    assert (FLINK_CONF / "flink-conf.yaml").is_file()
+    # a running job server instead of a jar: nothing is started, so no JVM flags
+    options, _ = runner_options(load_profile("flink").args + ["--job_endpoint=localhost:1"])
     assert options.view_as(PortableOptions).job_endpoint == "localhost:1"
+    assert options.view_as(JobServerOptions).job_server_jvm_properties == []
+
+
+def test_spark_profile_reaches_beam(tmp_path):
+    from apache_beam.options.pipeline_options import SparkRunnerOptions
+    from apache_beam.runners.portability.spark_runner import SparkRunner
+
+    jar = tmp_path / "job-server.jar"
+    jar.write_bytes(b"")
+    options, runner = runner_options(load_profile("spark").args + [f"--spark_job_server_jar={jar}"])
+    assert isinstance(runner, SparkRunner)
+    assert options.view_as(SparkRunnerOptions).spark_master_url == "spark://localhost:7077"
+    assert options.view_as(PortableOptions).environment_type == "EXTERNAL"
+
+
+@pytest.mark.parametrize("profile, flags, message", [
+    ("flink", [], "--runner=FlinkRunner needs --job_endpoint (a job server that is running) or "
+                  "--flink_job_server_jar (a job server jar on this machine; .ci/jobserver flink builds one with "
+                  "Maven, see docs/runners.md): without either, Beam would download one at run time"),
+    ("spark", [], "--runner=SparkRunner needs --job_endpoint (a job server that is running) or "
+                  "--spark_job_server_jar (a job server jar on this machine; .ci/jobserver spark builds one with "
+                  "Maven, see docs/runners.md): without either, Beam would download one at run time"),
+    ("flink", ["--flink_job_server_jar=/nonexistent/js.jar"], "--flink_job_server_jar=/nonexistent/js.jar: no such file"),
+])
+def test_a_run_that_would_download_a_job_server_is_refused(profile, flags, message, tmp_path, capsys):
+    assert main(["run", str(SAMPLE), "--profile", profile, "--out", str(tmp_path / "o"), *flags]) == 2
+    assert capsys.readouterr().err.strip() == f"cmtp: error: {message}"
+    assert not (tmp_path / "o").exists()
 
 
 def test_local_profile_is_the_in_process_runner():
@@ -270,137 +305,5 @@ def test_dataflow_profile_unedited_is_refused_by_runner_options():
 def test_unknown_profile_exits_2_naming_the_shipped_ones(tmp_path, capsys):
     assert main(["run", str(SAMPLE), "--profile", "nope", "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.strip() == \
-        "cmtp: error: --profile nope: no such profile (shipped: dataflow, flink, local; or give a path)"
+        "cmtp: error: --profile nope: no such profile (shipped: dataflow, flink, local, spark; or give a path)"
     assert not (tmp_path / "o").exists()
-
-
-# --- Flink, through Beam's local job service ------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_service(args: list[str], port: int, log: Path) -> subprocess.Popen:
-    """A Beam service as a subprocess, up once its port accepts connections. Its workers are started as
-    `python` from PATH (worker_pool_main), so this interpreter's directory goes first."""
-    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
-    with open(log, "wb") as handle:
-        process = subprocess.Popen([sys.executable, "-m", *args], stdout=handle, stderr=subprocess.STDOUT,
-                                   env=env, cwd=log.parent)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{args[0]} exited {process.returncode}: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return process
-        except OSError:
-            time.sleep(0.2)
-    stop(process)
-    raise RuntimeError(f"{args[0]} did not listen on {port} in 60s: {log.read_text(errors='replace')[-2000:]}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def job_service(tmp_path_factory):
-    """Beam's local job service: the job API a Flink job server serves."""
-    port, log = free_port(), tmp_path_factory.mktemp("job_service") / "job_service.log"
-    process = start_service(["apache_beam.runners.portability.local_job_service_main", f"--port={port}"], port, log)
-    yield {"endpoint": f"localhost:{port}", "log": log}
-    stop(process)
-
-
-@pytest.fixture(scope="module")
-def worker_pool(tmp_path_factory):
-    """An EXTERNAL worker pool, as started beside a task manager."""
-    port, log = free_port(), tmp_path_factory.mktemp("worker_pool") / "worker_pool.log"
-    process = start_service(["apache_beam.runners.worker.worker_pool_main", f"--service_port={port}"], port, log)
-    yield {"address": f"localhost:{port}", "log": log}
-    stop(process)
-
-
-@pytest.fixture(scope="module")
-def local_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("local") / "sample"
-    run_cli(SAMPLE, out)
-    return out
-
-
-@pytest.fixture
-def no_flink_jar(monkeypatch):
-    """With a job_endpoint the FlinkRunner must not start (or download) a Flink job server of its own."""
-    def refuse(self, options):
-        raise AssertionError("FlinkRunner tried to start its own job server (a jar download)")
-
-    monkeypatch.setattr(FlinkRunner, "default_job_server", refuse)
-
-
-def completed_jobs(job_service) -> int:
-    return job_service["log"].read_text(errors="replace").count("with state DONE")
-
-
-def sorted_rows(directory: Path, schema) -> list[dict]:
-    return sorted(read_dir(directory, schema), key=lambda r: (r["id"], r["file"], r["position"], r["reason"]
-                                                              if "reason" in r else ""))
-
-
-def assert_same_run(flink: Path, local: Path) -> None:
-    """The Flink run's own report balances and equals the local run's; its rows are the local run's (the
-    float32 score within 1e-5: it may differ in its last bits with the batch it was encoded in)."""
-    report = json.loads((flink / "report.json").read_text("utf-8"))
-    assert report["balanced"], report["checks"]
-    local_report = json.loads((local / "report.json").read_text("utf-8"))
-    assert report == local_report
-    assert report["totals"]["pairs_kept"] > 100
-    assert (flink / "config.yaml").read_text("utf-8") == (local / "config.yaml").read_text("utf-8")
-    for sub, schema in (("data", PAIR_SCHEMA), ("rejects", REJECT_SCHEMA)):
-        got, want = sorted_rows(flink / sub, schema), sorted_rows(local / sub, schema)
-        assert [r["id"] for r in got] == [r["id"] for r in want]
-        for a, b in zip(got, want):
-            assert same_row(a, b), (a, b)
-    kept = read_dir(flink / "data", PAIR_SCHEMA)
-    assert len(kept) == report["totals"]["pairs_kept"] and len({r["id"] for r in kept}) == len(kept)
-
-
-def test_flink_runner_loopback_gives_the_local_rows(job_service, local_run, no_flink_jar, tmp_path, capsys):
-    done = completed_jobs(job_service)
-    out = tmp_path / "flink"
-    assert main(["run", str(SAMPLE), "--out", str(out), "--runner=FlinkRunner",
-                 f"--job_endpoint={job_service['endpoint']}", "--environment_type=LOOPBACK"]) == 0
-    assert "balanced: yes" in capsys.readouterr().out
-    assert completed_jobs(job_service) == done + 1  # it ran as a job of the service, not in-process
-    assert_same_run(out, local_run)
-
-
-def test_flink_runner_external_worker_pool_gives_the_local_rows(job_service, worker_pool, local_run, no_flink_jar,
-                                                               tmp_path):
-    done = completed_jobs(job_service)
-    out = tmp_path / "flink"
-    assert main(["run", str(SAMPLE), "--out", str(out), "--runner=FlinkRunner",
-                 f"--job_endpoint={job_service['endpoint']}", "--environment_type=EXTERNAL",
-                 f"--environment_config={worker_pool['address']}"]) == 0
-    assert completed_jobs(job_service) == done + 1
-    assert "Starting worker with command" in worker_pool["log"].read_text(errors="replace")
-    assert_same_run(out, local_run)
-
-
-def test_flink_profile_with_command_line_endpoint(job_service, local_run, no_flink_jar, tmp_path):
-    """The shipped profile (DOCKER workers, localhost:8099) with the endpoint and environment given on the
-    command line: those win, and the run is the local one's."""
-    done = completed_jobs(job_service)
-    out = tmp_path / "flink"
-    assert main(["run", str(SAMPLE), "--profile", "flink", "--out", str(out),
-                 f"--job_endpoint={job_service['endpoint']}", "--environment_type=LOOPBACK"]) == 0
-    assert completed_jobs(job_service) == done + 1
-    assert_same_run(out, local_run)
