@@ -33,6 +33,7 @@ from conftest import REPO
 SAMPLE = REPO / "configs" / "sample.yaml"
 LABELED = REPO / "configs" / "sample-labeled.yaml"
 REQUIRED = os.environ.get("CMTP_CLUSTERS") == "required"
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def needed(variable: str, what: str) -> str:
@@ -236,3 +237,41 @@ def test_spark_standalone_cluster_gives_the_local_rows(config, spark_jar, pool, 
     assert [app["state"] for app in new] == ["FINISHED"], new
     assert new[0]["cores"] > 0  # it ran on the worker's executors, not in a local master
     assert_same_run(out, local_runs(config))
+
+
+SPILL_PAIRS = 200_000
+
+
+def test_flink_standalone_cluster_spills_200k_pairs_with_balanced_counts_and_bounded_shards(flink_jar, pool,
+                                                                                            shared_data, tmp_path):
+    """200k CSL pairs made from real ones (benchmarks/bench_pipeline.py: ~20% copies and near copies), the sample's
+    cleaning without the scorer, on the standalone cluster: its TaskManager has 256 MB of managed memory for ~400
+    tasks' sorters, and the run's exchanges are blocking files (BATCH_FORCED), so both spill. It completes, every
+    pair is accounted for, and no shard is larger than output.shard_mb says (4 MB here, so there are many)."""
+    import yaml
+    from bench_pipeline import generate, write_config
+
+    master = needed("CMTP_FLINK_MASTER", "a standalone Flink cluster (.ci/flink-cluster start)")
+    generate(SPILL_PAIRS, tmp_path / "in", 8)
+    config = write_config(tmp_path / "near.yaml", sorted((tmp_path / "in").glob("*.tsv")), "near")
+    settings = yaml.safe_load(config.read_text("utf-8"))
+    settings["output"] = {"shard_mb": 4, "row_group_mb": 1}
+    config.write_text(yaml.safe_dump(settings, allow_unicode=True), encoding="utf-8")
+    before = {job["jid"] for job in flink_jobs(master)}
+    out = tmp_path / "flink"
+    assert main(["run", str(config), "--profile", "flink", f"--flink_master={master}",
+                 f"--flink_job_server_jar={flink_jar}", f"--environment_config={pool['address']}",
+                 "--out", str(out)]) == 0
+    assert_finished_on(master, before)
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    assert report["balanced"], report["checks"]
+    totals = report["totals"]
+    assert totals["records_read"] == SPILL_PAIRS
+    assert totals["pairs_kept"] + totals["pairs_dropped"] == totals["pairs_extracted"] == SPILL_PAIRS
+    assert 0.7 * SPILL_PAIRS < totals["pairs_kept"] < 0.9 * SPILL_PAIRS  # the copies went, the rest stayed
+    for table, count in (("data", totals["pairs_kept"]), ("rejects", totals["pairs_dropped"])):
+        shards = sorted((out / table).glob("part-*-of-*.parquet"))
+        assert sum(pq.ParquetFile(s).metadata.num_rows for s in shards) == count
+        # a shard closes after 4 row groups of ~1 MB of Arrow data; zstd makes the file smaller than that
+        assert all(pq.ParquetFile(s).metadata.num_row_groups <= 4 and s.stat().st_size < 4 << 20 for s in shards)
+    assert len(list((out / "data").glob("part-*.parquet"))) > 10
