@@ -12,7 +12,7 @@ Runners (each `cmtp run` a child process; its wall time from start to exit, job 
   local           FnApiRunner, in the process
   flink-embedded  --profile flink --flink_master=[local]: the job server's own Flink cluster, parallelism 2
   flink           --profile flink against the standalone Flink cluster of .ci/flink-cluster (JobManager and
-                  TaskManager processes; 2 slots, 256 MB managed memory), parallelism 2
+                  TaskManager processes; 2 slots, 512 MB managed memory), parallelism 2
   spark           --profile spark against the standalone Spark cluster of .ci/spark-cluster (master and worker
                   processes; 2 cores)
 The job server jars come from .ci/jobserver (Maven) and the clusters from .ci/flink-cluster and .ci/spark-cluster,

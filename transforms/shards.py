@@ -20,8 +20,14 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
+from cmtp.transforms.progress import is_local
+
 KEYS_PER_SHARD = 1 << 20  # an upper bound on the keys (input bytes) per shard: ~1,000 real pairs a shard
 MAX_SHARDS = 4096
+# rows a packed shard list holds on a distributed runner: Flink sorts each list as one record, and a record larger
+# than a sorter's share of managed memory fails the job ("The record exceeds the maximum size of a sort buffer":
+# 688 KB with 256 MB for ~400 tasks); 64 rows of the largest pairs (~6 KB) or labeled records (~15 KB) stay under 1 MB
+REMOTE_LIMIT = 64
 
 
 def shard_count(max_keys: int) -> int:
@@ -108,10 +114,12 @@ class GroupInShards(beam.PTransform):
     def expand(self, keyed):
         tags = list(keyed) if isinstance(keyed, dict) else None
         inputs = keyed if tags else {None: keyed}
-        sharded = [rows | f"Shard {tag or 'rows'}" >> beam.ParDo(_ToShards(tag, self._shards, self._compress))
+        pipeline = next(iter(inputs.values())).pipeline
+        limit = _ToShards.LIMIT if is_local(pipeline) else REMOTE_LIMIT
+        sharded = [rows | f"Shard {tag or 'rows'}" >> beam.ParDo(_ToShards(tag, self._shards, self._compress, limit))
                    for tag, rows in inputs.items()]
         return (
-            sharded | "AllShards" >> beam.Flatten(pipeline=next(iter(inputs.values())).pipeline)
+            sharded | "AllShards" >> beam.Flatten(pipeline=pipeline)
             | "ByShard" >> beam.GroupByKey()
             | "ByKey" >> beam.ParDo(_Regroup(tags, self._compress))
         )
@@ -122,8 +130,8 @@ class _ToShards(ShardingDoFn):
 
     LIMIT = 1024
 
-    def __init__(self, tag: str | None, shards: int, compress: bool):
-        self._tag, self._shards, self._compress = tag, shards, compress
+    def __init__(self, tag: str | None, shards: int, compress: bool, limit: int = LIMIT):
+        self._tag, self._shards, self._compress, self.LIMIT = tag, shards, compress, limit
 
     def process(self, row):
         for shard, rows in self.lists.add(key_shard(row[0], self._shards), row):

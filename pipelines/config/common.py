@@ -248,7 +248,7 @@ class EmbedderConfig(_Strict):
 class OutputConfig(_Strict):
     """How kept rows and rejects are sharded (transforms/parquet_shards.py WriteParquetShards)."""
 
-    shard_mb: int = Field(default=512, ge=1)  # a shard closes after this much Arrow data (before zstd)
+    shard_mb: int = Field(default=512, ge=1)  # a shard closes after this many Mi characters of text (not bytes)
     row_group_mb: int = Field(default=64, ge=1)  # one Parquet row group per this much
     num_shards: int = Field(default=0, ge=0)  # > 0: exactly this many shards (groups every row once)
 
