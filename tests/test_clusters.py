@@ -162,13 +162,8 @@ def flink_jobs(master: str) -> list[dict]:
 def test_flink_standalone_cluster_gives_the_local_rows(flink_jar, pool, local_runs, tmp_path):
     """A JobManager and a TaskManager, each its own process (.ci/flink-cluster); cmtp's runner starts the job
     server from the jar. The job is one of the cluster's, and it finished."""
-    master = needed("CMTP_FLINK_MASTER", "a standalone Flink cluster (.ci/flink-cluster start)")
-    before = {job["jid"] for job in flink_jobs(master)}
-    out = tmp_path / "flink"
-    assert main(["run", str(SAMPLE), "--profile", "flink", f"--flink_master={master}",
-                 f"--flink_job_server_jar={flink_jar}", f"--environment_config={pool['address']}",
-                 "--out", str(out)]) == 0
-    assert_finished_on(master, before)
+    out, job = run_on_cluster("flink", SAMPLE, flink_jar, pool, tmp_path)
+    assert job["name"].startswith("BeamApp")
     assert_same_run(out, local_runs(SAMPLE))
 
 
@@ -192,10 +187,23 @@ def test_flink_embedded_cluster_behind_a_running_job_server_takes_the_labeled_ru
     assert_same_run(out, local_runs(LABELED))
 
 
-def assert_finished_on(master: str, before: set) -> None:
-    new = [job for job in flink_jobs(master) if job["jid"] not in before]
-    assert [job["state"] for job in new] == ["FINISHED"], new
-    assert new[0]["name"].startswith("BeamApp")
+def run_on_cluster(name: str, config: Path, jar: str, pool: dict, tmp_path: Path) -> tuple[Path, dict]:
+    """`cmtp run --profile NAME` against the standalone cluster (flink or spark), the runner starting the job server
+    from the jar. The run must be the cluster's one new job (Flink) or application (Spark), and finished: its output
+    folder, and the cluster's entry for it."""
+    master = needed(f"CMTP_{name.upper()}_MASTER", f"a standalone {name} cluster (.ci/{name}-cluster start)")
+    if name == "flink":
+        listed, key, flags = lambda: flink_jobs(master), "jid", [f"--flink_master={master}", f"--flink_job_server_jar={jar}"]
+    else:
+        ui = os.environ.get("CMTP_SPARK_MASTER_UI", "127.0.0.1:8090")
+        listed, key, flags = lambda: spark_apps(ui), "id", [f"--spark_master_url={master}", f"--spark_job_server_jar={jar}"]
+    before = {entry[key] for entry in listed()}
+    out = tmp_path / name
+    assert main(["run", str(config), "--profile", name, *flags, f"--environment_config={pool['address']}",
+                 "--out", str(out)]) == 0
+    new = [entry for entry in listed() if entry[key] not in before]
+    assert [entry["state"] for entry in new] == ["FINISHED"], new
+    return out, new[0]
 
 
 @pytest.fixture(scope="session")
@@ -214,16 +222,8 @@ def spark_apps(master_ui: str) -> list[dict]:
 def test_spark_standalone_cluster_gives_the_local_rows(config, spark_jar, pool, local_runs, tmp_path):
     """A Spark master and a worker, each its own process (.ci/spark-cluster); the job server is the Spark driver,
     and the run is an application of the master's that finished."""
-    master = needed("CMTP_SPARK_MASTER", "a standalone Spark cluster (.ci/spark-cluster start)")
-    master_ui = os.environ.get("CMTP_SPARK_MASTER_UI", "127.0.0.1:8090")
-    before = {app["id"] for app in spark_apps(master_ui)}
-    out = tmp_path / "spark"
-    assert main(["run", str(config), "--profile", "spark", f"--spark_master_url={master}",
-                 f"--spark_job_server_jar={spark_jar}", f"--environment_config={pool['address']}",
-                 "--out", str(out)]) == 0
-    new = [app for app in spark_apps(master_ui) if app["id"] not in before]
-    assert [app["state"] for app in new] == ["FINISHED"], new
-    assert new[0]["cores"] > 0  # it ran on the worker's executors, not in a local master
+    out, app = run_on_cluster("spark", config, spark_jar, pool, tmp_path)
+    assert app["cores"] > 0  # it ran on the worker's executors, not in a local master
     assert_same_run(out, local_runs(config))
 
 
@@ -239,18 +239,13 @@ def test_flink_standalone_cluster_spills_200k_pairs_with_balanced_counts_and_bou
     import yaml
     from bench_pipeline import generate, write_config
 
-    master = needed("CMTP_FLINK_MASTER", "a standalone Flink cluster (.ci/flink-cluster start)")
+    needed("CMTP_FLINK_MASTER", "a standalone flink cluster (.ci/flink-cluster start)")
     generate(SPILL_PAIRS, tmp_path / "in", 8)
     config = write_config(tmp_path / "near.yaml", sorted((tmp_path / "in").glob("*.tsv")), "near")
     settings = yaml.safe_load(config.read_text("utf-8"))
     settings["output"] = {"shard_mb": 4, "row_group_mb": 1}
     config.write_text(yaml.safe_dump(settings, allow_unicode=True), encoding="utf-8")
-    before = {job["jid"] for job in flink_jobs(master)}
-    out = tmp_path / "flink"
-    assert main(["run", str(config), "--profile", "flink", f"--flink_master={master}",
-                 f"--flink_job_server_jar={flink_jar}", f"--environment_config={pool['address']}",
-                 "--out", str(out)]) == 0
-    assert_finished_on(master, before)
+    out, _ = run_on_cluster("flink", config, flink_jar, pool, tmp_path)
     report = json.loads((out / "report.json").read_text("utf-8"))
     assert report["balanced"], report["checks"]
     totals = report["totals"]

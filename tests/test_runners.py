@@ -235,10 +235,20 @@ def test_missing_project_or_region_is_refused(offline, capsys, flags, message):
 
 # --- profiles -------------------------------------------------------------------------------------------
 
-def test_flink_profile_reaches_beam(tmp_path):
-    jar = tmp_path / "job-server.jar"
-    jar.write_bytes(b"")
-    options, runner = runner_options(load_profile("flink").args + [f"--flink_job_server_jar={jar}"])
+def with_profile(name: str, *flags: str):
+    return runner_options(load_profile(name).args + list(flags))
+
+
+@pytest.fixture
+def jar(tmp_path) -> Path:
+    """A file where a job server jar is named: the options are checked, nothing is started."""
+    path = tmp_path / "job-server.jar"
+    path.write_bytes(b"")
+    return path
+
+
+def test_flink_profile_reaches_beam(jar):
+    options, runner = with_profile("flink", f"--flink_job_server_jar={jar}")
     assert isinstance(runner, FlinkRunner)
     assert options.view_as(StandardOptions).runner == "FlinkRunner"
     portable = options.view_as(PortableOptions)
@@ -249,25 +259,22 @@ def test_flink_profile_reaches_beam(tmp_path):
     assert options.view_as(JobServerOptions).job_server_jvm_properties == ["-Xss64m"]
     assert options.view_as(FlinkConfOptions).flink_conf_dir is None
     # a flag after the profile's wins; the embedded cluster gets the shipped configuration, which reaches the job
-    options, _ = runner_options(load_profile("flink").args + [f"--flink_job_server_jar={jar}", "--parallelism=3",
-                                                               "--flink_master=[local]"])
+    options, _ = with_profile("flink", f"--flink_job_server_jar={jar}", "--parallelism=3", "--flink_master=[local]")
     assert options.view_as(FlinkRunnerOptions).parallelism == 3
     assert options.view_as(FlinkConfOptions).flink_conf_dir == str(FLINK_CONF)
     assert options.get_all_options()["flink_conf_dir"] == str(FLINK_CONF)
     assert (FLINK_CONF / "flink-conf.yaml").is_file()
     # a running job server instead of a jar: nothing is started, so no JVM flags
-    options, _ = runner_options(load_profile("flink").args + ["--job_endpoint=localhost:1"])
+    options, _ = with_profile("flink", "--job_endpoint=localhost:1")
     assert options.view_as(PortableOptions).job_endpoint == "localhost:1"
     assert options.view_as(JobServerOptions).job_server_jvm_properties == []
 
 
-def test_spark_profile_reaches_beam(tmp_path):
+def test_spark_profile_reaches_beam(jar):
     from apache_beam.options.pipeline_options import SparkRunnerOptions
     from apache_beam.runners.portability.spark_runner import SparkRunner
 
-    jar = tmp_path / "job-server.jar"
-    jar.write_bytes(b"")
-    options, runner = runner_options(load_profile("spark").args + [f"--spark_job_server_jar={jar}"])
+    options, runner = with_profile("spark", f"--spark_job_server_jar={jar}")
     assert isinstance(runner, SparkRunner)
     assert options.view_as(SparkRunnerOptions).spark_master_url == "spark://localhost:7077"
     assert options.view_as(PortableOptions).environment_type == "EXTERNAL"
