@@ -29,7 +29,9 @@ EMBEDDED = ("[local]", "[auto]")
 EXECUTION_MODES = ("PIPELINED", "PIPELINED_FORCED", "BATCH", "BATCH_FORCED")
 
 
-class FlinkConfOptions(PipelineOptions):
+class FlinkJobOptions(PipelineOptions):
+    """Two of Java's FlinkPipelineOptions that Beam's Python SDK does not declare; declared, they reach the job."""
+
     @classmethod
     def _add_argparse_args(cls, parser):
         parser.add_argument("--flink_conf_dir", default=None,
@@ -65,7 +67,7 @@ def settle(options: PipelineOptions, runner_name: str) -> None:
         if not any(p.startswith("-Xss") for p in properties):
             properties.append(STACK)
     if runner_name == "FlinkRunner":
-        flink = options.view_as(FlinkConfOptions)
+        flink = options.view_as(FlinkJobOptions)
         if flink.flink_conf_dir is None and everything.get("flink_master") in EMBEDDED:
             flink.flink_conf_dir = str(FLINK_CONF)
         if flink.execution_mode_for_batch is None:

@@ -22,7 +22,7 @@ from apache_beam.runners.portability.flink_runner import FlinkRunner
 from cmtp.configs import FLINK_CONF
 from cmtp.pipelines.cli import UsageError, main, run, runner_options
 from cmtp.pipelines.config import load_config
-from cmtp.pipelines.job_servers import FlinkConfOptions
+from cmtp.pipelines.job_servers import FlinkJobOptions
 from cmtp.pipelines.profiles import load_profile
 from conftest import REPO
 
@@ -257,11 +257,11 @@ def test_flink_profile_reaches_beam(jar):
     assert (flink.flink_master, flink.parallelism, flink.flink_version) == ("localhost:8081", 2, "1.19")
     # a job server started from the jar gets its stack; a cluster of the user's keeps its own configuration
     assert options.view_as(JobServerOptions).job_server_jvm_properties == ["-Xss64m"]
-    assert options.view_as(FlinkConfOptions).flink_conf_dir is None
+    assert options.view_as(FlinkJobOptions).flink_conf_dir is None
     # a flag after the profile's wins; the embedded cluster gets the shipped configuration, which reaches the job
     options, _ = with_profile("flink", f"--flink_job_server_jar={jar}", "--parallelism=3", "--flink_master=[local]")
     assert options.view_as(FlinkRunnerOptions).parallelism == 3
-    assert options.view_as(FlinkConfOptions).flink_conf_dir == str(FLINK_CONF)
+    assert options.view_as(FlinkJobOptions).flink_conf_dir == str(FLINK_CONF)
     assert options.get_all_options()["flink_conf_dir"] == str(FLINK_CONF)
     assert (FLINK_CONF / "flink-conf.yaml").is_file()
     # a running job server instead of a jar: nothing is started, so no JVM flags
