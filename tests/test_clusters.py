@@ -24,13 +24,15 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from test_end_to_end import run_cli, same_row
+from test_end_to_end import read_dir, run_cli, same_row
 
 from cmtp.pipelines.cli import main
+from cmtp.schemas import LABELED_SCHEMA, PAIR_SCHEMA, REJECT_SCHEMA
 from conftest import REPO
 
 SAMPLE = REPO / "configs" / "sample.yaml"
 LABELED = REPO / "configs" / "sample-labeled.yaml"
+DATA_SCHEMA = {SAMPLE: PAIR_SCHEMA, LABELED: LABELED_SCHEMA}
 REQUIRED = os.environ.get("CMTP_CLUSTERS") == "required"
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -116,12 +118,10 @@ def local_runs(tmp_path_factory) -> dict:
     return get
 
 
-def rows(directory: Path) -> list[dict]:
-    """Every row of a run's table (data or rejects), in an order that does not depend on the runner."""
-    files = sorted(directory.glob("part-*-of-*.parquet"))
-    assert files, f"no shards in {directory}"
-    found = [row for file in files for row in pq.read_table(file).to_pylist()]
-    return sorted(found, key=lambda row: json.dumps({k: v for k, v in row.items() if not isinstance(v, float)},
+def rows(directory: Path, schema) -> list[dict]:
+    """Every row of a run's table (data or rejects), read as the end-to-end tests read it (schema and codec
+    checked), in an order that does not depend on the runner."""
+    return sorted(read_dir(directory, schema), key=lambda row: json.dumps({k: v for k, v in row.items() if not isinstance(v, float)},
                                                     sort_keys=True, default=str, ensure_ascii=False))
 
 
@@ -139,15 +139,15 @@ def same(a, b) -> bool:
     return a == b
 
 
-def assert_same_run(out: Path, local: Path) -> dict:
+def assert_same_run(out: Path, local: Path, config: Path) -> dict:
     """The cluster run's own report balances and equals the local run's; its config, kept rows and rejects are the
     local run's."""
     report = json.loads((out / "report.json").read_text("utf-8"))
     assert report["balanced"], report["checks"]
     assert report == json.loads((local / "report.json").read_text("utf-8"))
     assert (out / "config.yaml").read_text("utf-8") == (local / "config.yaml").read_text("utf-8")
-    for table in ("data", "rejects"):
-        got, want = rows(out / table), rows(local / table)
+    for table, schema in (("data", DATA_SCHEMA[config]), ("rejects", REJECT_SCHEMA)):
+        got, want = rows(out / table, schema), rows(local / table, schema)
         assert len(got) == len(want) > 0, table
         for a, b in zip(got, want):
             assert same(a, b), (table, a, b)
@@ -164,7 +164,7 @@ def test_flink_standalone_cluster_gives_the_local_rows(flink_jar, pool, local_ru
     server from the jar. The job is one of the cluster's, and it finished."""
     out, job = run_on_cluster("flink", SAMPLE, flink_jar, pool, tmp_path)
     assert job["name"].startswith("BeamApp")
-    assert_same_run(out, local_runs(SAMPLE))
+    assert_same_run(out, local_runs(SAMPLE), SAMPLE)
 
 
 def test_flink_embedded_cluster_behind_a_running_job_server_takes_the_labeled_run(flink_jar, pool, local_runs,
@@ -184,7 +184,7 @@ def test_flink_embedded_cluster_behind_a_running_job_server_takes_the_labeled_ru
     job_server = log.read_text(errors="replace")
     assert "Flink Mini Cluster started successfully" in job_server  # Flink ran it, not a stand-in
     assert "Starting worker with command" in pool["log"].read_text(errors="replace")
-    assert_same_run(out, local_runs(LABELED))
+    assert_same_run(out, local_runs(LABELED), LABELED)
 
 
 def run_on_cluster(name: str, config: Path, jar: str, pool: dict, tmp_path: Path) -> tuple[Path, dict]:
@@ -224,7 +224,7 @@ def test_spark_standalone_cluster_gives_the_local_rows(config, spark_jar, pool, 
     and the run is an application of the master's that finished."""
     out, app = run_on_cluster("spark", config, spark_jar, pool, tmp_path)
     assert app["cores"] > 0  # it ran on the worker's executors, not in a local master
-    assert_same_run(out, local_runs(config))
+    assert_same_run(out, local_runs(config), config)
 
 
 SPILL_PAIRS = 200_000
